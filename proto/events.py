@@ -1,0 +1,71 @@
+"""The product's event and spike dtypes: defined once, used everywhere.
+
+``EVENT_DTYPE`` — one DVS event (16 bytes, little-endian, C-aligned):
+
+====== ======= ====== =====================================================
+field  type    offset meaning
+====== ======= ====== =====================================================
+``t``  uint64  0      timestamp in microseconds (the recording's own clock)
+``x``  uint16  8      column, 0 = left of the upright image
+``y``  uint16  10     row, 0 = top of the upright image
+``p``  uint8   12     polarity, 1 = ON (brightness up), 0 = OFF
+====== ======= ====== =====================================================
+
+Bytes 13–15 are padding. The layout is byte-for-byte the 16-byte event record of
+dv-processing / AEDAT 4 (int64 t, int16 x, int16 y, uint8 on, 3 pad), so AEDAT 4
+packets and dv ``NetworkWriter`` streams decode by reinterpreting the buffer, and
+every field is naturally aligned for numba loops.
+
+``SPIKE_DTYPE`` — one output spike of a chip core (16 bytes):
+``t`` uint64 µs, ``layer`` uint8, ``channel`` uint16, ``x`` uint16, ``y`` uint16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+EVENT_DTYPE = np.dtype(
+    {
+        "names": ["t", "x", "y", "p"],
+        "formats": ["<u8", "<u2", "<u2", "u1"],
+        "offsets": [0, 8, 10, 12],
+        "itemsize": 16,
+    }
+)
+
+SPIKE_DTYPE = np.dtype(
+    {
+        "names": ["t", "layer", "channel", "x", "y"],
+        "formats": ["<u8", "u1", "<u2", "<u2", "<u2"],
+        "offsets": [0, 8, 10, 12, 14],
+        "itemsize": 16,
+    }
+)
+
+Events = npt.NDArray[np.void]
+"""A 1-D array of ``EVENT_DTYPE`` (numpy has no way to type the fields)."""
+
+Spikes = npt.NDArray[np.void]
+"""A 1-D array of ``SPIKE_DTYPE``."""
+
+
+def empty_events(n: int = 0) -> Events:
+    """A zero-filled event array of length ``n`` (padding bytes are zero too)."""
+    return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+def make_events(t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, p: npt.ArrayLike) -> Events:
+    """Build an event array from four equal-length columns."""
+    t_arr = np.asarray(t)
+    out = empty_events(t_arr.shape[0])
+    out["t"] = t_arr
+    out["x"] = x
+    out["y"] = y
+    out["p"] = p
+    return out
+
+
+def empty_spikes(n: int = 0) -> Spikes:
+    """A zero-filled spike array of length ``n``."""
+    return np.zeros(n, dtype=SPIKE_DTYPE)
