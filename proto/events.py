@@ -22,6 +22,8 @@ every field is naturally aligned for numba loops.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import numpy.typing as npt
 
@@ -50,6 +52,20 @@ Spikes = npt.NDArray[np.void]
 """A 1-D array of ``SPIKE_DTYPE``."""
 
 
+def event_words(events: Events) -> npt.NDArray[np.uint64]:
+    """The events as an ``(n, 2)`` uint64 view: ``[t, x | y << 16 | p << 32]`` per event.
+
+    Decoders write whole 16-byte events through this view (two stores, padding
+    zeroed) instead of four field stores (``emulator.io.base.pack_xyp``). Needs a
+    little-endian host, like the dtype's fields (checked at import).
+    """
+    return events.view(np.uint64).reshape(-1, 2)
+
+
+if sys.byteorder != "little":  # the '<' fields and event_words() assume it
+    raise ImportError("speck-edge needs a little-endian host")
+
+
 def empty_events(n: int = 0) -> Events:
     """A zero-filled event array of length ``n`` (padding bytes are zero too)."""
     return np.zeros(n, dtype=EVENT_DTYPE)
@@ -69,3 +85,16 @@ def make_events(t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, p: npt.Arr
 def empty_spikes(n: int = 0) -> Spikes:
     """A zero-filled spike array of length ``n``."""
     return np.zeros(n, dtype=SPIKE_DTYPE)
+
+
+def concat_events(parts: list[Events]) -> Events:
+    """Concatenate event arrays, keeping ``EVENT_DTYPE`` (a single part is returned as is).
+
+    Plain ``np.concatenate`` canonicalises structured dtypes and drops the padding
+    (13-byte records), which breaks the 16-byte layout every stage relies on.
+    """
+    if not parts:
+        return empty_events()
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts, dtype=EVENT_DTYPE)
