@@ -22,8 +22,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from emulator.io.base import Recording, RecordingError, RecordingInfo, build, read_blocks
-from proto.events import EVENT_DTYPE, Events
+from emulator.io.base import Recording, RecordingError, RecordingInfo, build, pack_xyp, read_blocks
+from proto.events import EVENT_DTYPE, Events, event_words
 
 MAGIC = b"#!AER-DAT2.0"
 RECORD_BYTES = 8
@@ -43,39 +43,41 @@ def probe(head: bytes, path: Path) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(raw: np.ndarray, out: np.ndarray, state: np.ndarray) -> tuple[int, int]:
-    """Decode whole 8-byte records of ``raw`` into ``out``.
+def _decode(words: np.ndarray, out: np.ndarray, state: np.ndarray) -> tuple[int, int]:
+    """Decode (address, timestamp) pairs of byte-swapped uint32 ``words`` into ``out`` (event words).
 
     Returns ``(n_events, bad_record)``; ``bad_record`` is −1 or the index of the
     first record whose address is not a DVS128 address (decoding stops there).
     """
-    n = raw.shape[0] // RECORD_BYTES
+    n = words.shape[0] // 2
     t_off = state[_S_OFFSET]
     prev = state[_S_PREV]
+    half_wrap = np.uint64(TIMESTAMP_WRAP // 2)
     k = 0
+    bad = -1
     for i in range(n):
-        b = i * RECORD_BYTES
-        addr = (np.uint32(raw[b]) << 24) | (np.uint32(raw[b + 1]) << 16) | (np.uint32(raw[b + 2]) << 8) | np.uint32(raw[b + 3])
-        ts = (np.uint64(raw[b + 4]) << 24) | (np.uint64(raw[b + 5]) << 16) | (np.uint64(raw[b + 6]) << 8) | np.uint64(raw[b + 7])
+        addr = _bswap32(words[2 * i])
+        ts = np.uint64(_bswap32(words[2 * i + 1]))
         if addr >> ADDRESS_BITS:
-            state[_S_OFFSET] = t_off
-            state[_S_PREV] = prev
-            return k, i
-        if ts + (np.uint64(1) << np.uint64(31)) < prev:
+            bad = i
+            break
+        if ts + half_wrap < prev:
             t_off += np.uint64(TIMESTAMP_WRAP)
         prev = ts
         if addr & SPECIAL_BIT:
             state[_S_SPECIAL] += np.uint64(1)
             continue
-        e = out[k]
-        e.t = ts + t_off
-        e.x = SENSOR_SIZE - 1 - ((addr >> 1) & 0x7F)
-        e.y = SENSOR_SIZE - 1 - ((addr >> 8) & 0x7F)
-        e.p = 1 - (addr & 1)
+        out[k, 0] = ts + t_off
+        out[k, 1] = pack_xyp(SENSOR_SIZE - 1 - ((addr >> 1) & 0x7F), SENSOR_SIZE - 1 - ((addr >> 8) & 0x7F), 1 - (addr & 1))
         k += 1
     state[_S_OFFSET] = t_off
     state[_S_PREV] = prev
-    return k, -1
+    return k, bad
+
+
+@numba.njit(inline="always", cache=True)
+def _bswap32(v: np.uint32) -> np.uint32:
+    return ((v & 0xFF) << 24) | ((v & 0xFF00) << 8) | ((v >> 8) & 0xFF00) | (v >> 24)
 
 
 def _parse_header(path: Path) -> tuple[int, dict[str, str]]:
@@ -97,9 +99,9 @@ def _parse_header(path: Path) -> tuple[int, dict[str, str]]:
 def _events(path: Path, start: int, chunk_events: int, rec: Recording) -> Iterator[Events]:
     state = np.zeros(3, dtype=np.uint64)
     for offset, data in read_blocks(path, start, chunk_events * RECORD_BYTES, RECORD_BYTES):
-        raw = np.frombuffer(data, dtype=np.uint8)
-        out = np.zeros(len(data) // RECORD_BYTES, dtype=EVENT_DTYPE)
-        n, bad = _decode(raw, out, state)
+        whole = len(data) - len(data) % RECORD_BYTES
+        out = np.zeros(whole // RECORD_BYTES, dtype=EVENT_DTYPE)
+        n, bad = _decode(np.frombuffer(data, dtype="<u4", count=whole // 4), event_words(out), state)
         rec.dropped["special"] = int(state[_S_SPECIAL])
         error = None
         if bad >= 0:

@@ -23,15 +23,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 
-from proto.events import EVENT_DTYPE, Events
+from proto.events import Events, concat_events
 
 PROBE_BYTES = 4096
 """How much of a file format detection looks at."""
 
 DEFAULT_CHUNK_EVENTS = 1 << 20
 """Events per chunk when the caller does not say: 16 MiB of events, a few ms of work."""
+
+
+@numba.njit(inline="always", cache=True)
+def pack_xyp(x: int, y: int, p: int) -> np.uint64:
+    """Second word of an event in ``proto.events.event_words``: ``x | y << 16 | p << 32``."""
+    return np.uint64(x) | (np.uint64(y) << np.uint64(16)) | (np.uint64(p) << np.uint64(32))
 
 
 class RecordingError(ValueError):
@@ -139,7 +146,4 @@ def read_blocks(path: Path, start: int, block_bytes: int, record_bytes: int) -> 
 
 def concat(chunks: Iterator[Events] | list[Events]) -> Events:
     """All chunks as one array (an empty event array when there are none)."""
-    parts = list(chunks)
-    if not parts:
-        return np.zeros(0, dtype=EVENT_DTYPE)
-    return np.concatenate(parts)
+    return concat_events(list(chunks))
