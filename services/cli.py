@@ -1,0 +1,210 @@
+"""``speck-edge``: the one command-line entry point (subcommands below)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+
+import zmq
+
+from emulator.io import RecordingError, open_recording
+from emulator.stats import Summary, summarize
+from proto.codec import decode
+from proto.errors import ProtocolError
+from proto.events import Events
+from proto.messages import Message, Prediction, Telemetry
+from proto.topics import ENDPOINTS, TOPICS, find_topic
+from services.clock import SystemClock
+from services.pacing import check_speed
+from services.sensor import Sensor, SensorConfig
+from services.signals import stop_on_signals
+from services.sockets import publisher, subscriber
+
+EXIT_BAD_INPUT = 2
+LISTEN_POLL_MS = 200
+
+INSPECT_KEYS = (
+    "format", "width", "height", "events", "t_first_us", "t_last_us", "duration_s", "on_fraction", "monotonic",
+)
+
+
+def _progress(chunks: Iterator[Events], desc: str) -> Iterator[Events]:
+    """Show a progress bar (events read) on stderr when it is a terminal."""
+    from tqdm import tqdm
+
+    with tqdm(desc=desc, unit="ev", unit_scale=True, disable=not sys.stderr.isatty(), leave=False) as bar:
+        for chunk in chunks:
+            bar.update(len(chunk))
+            yield chunk
+
+
+def inspect_report(fmt: str, width: int, height: int, s: Summary) -> dict[str, object]:
+    """The ``inspect`` fields, in order."""
+    return {
+        "format": fmt,
+        "width": width,
+        "height": height,
+        "events": s.events,
+        "t_first_us": s.t_first_us,
+        "t_last_us": s.t_last_us,
+        "duration_s": round(s.duration_s, 6),
+        "on_fraction": round(s.on_fraction, 6),
+        "monotonic": s.monotonic,
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    rec = open_recording(args.file, lenient=args.lenient)
+    summary = summarize(_progress(rec.chunks, "reading"))
+    report = inspect_report(rec.info.format, rec.info.width, rec.info.height, summary)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:12} {value}")
+        for reason, count in rec.dropped.items():
+            if count:
+                print(f"{'skipped':12} {count} {reason} records")
+    if rec.damage is not None:
+        print(f"warning: stopped early: {rec.damage}", file=sys.stderr)
+    return 0
+
+
+def _speed(text: str) -> float | None:
+    if text in ("max", "0", "inf"):
+        return None
+    try:
+        return check_speed(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    cfg = SensorConfig(
+        source=args.file, endpoint=args.endpoint, speed=args.speed, loop=args.loop,
+        window_us=args.window_us, stream=args.stream, wait_subscriber_s=args.wait_subscriber,
+    )  # fmt: skip
+    stop = threading.Event()
+    stop_on_signals(stop)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = publisher(ctx, cfg.endpoint)
+    try:
+        print(f"replaying {cfg.source} on {cfg.endpoint} (topic events.raw)", file=sys.stderr)
+        c = Sensor(cfg, sock, SystemClock(), stop).run()
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    print(
+        f"sent {c.events_sent} events in {c.batches_sent} batches over {c.passes} pass(es); "
+        f"{c.late_batches} batches late by > 2 ms (worst {c.max_late_us / 1000:.2f} ms)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def describe(msg: Message) -> str:
+    """One line per message: kind, stream, seq, count, time span."""
+    h = msg.header
+    span = f"t {h.t_first_us}..{h.t_last_us} us ({(h.t_last_us - h.t_first_us) / 1000:.3f} ms)"
+    line = f"{h.kind:<10} stream={h.stream} seq={h.seq} count={h.count} {span}"
+    if isinstance(msg, Prediction):
+        line += f" class={msg.class_id} label={msg.label} score={msg.score:.3f}"
+    elif isinstance(msg, Telemetry):
+        line += " " + " ".join(f"{k}={v}" for k, v in msg.values.items())
+    return line
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    topic = find_topic(args.topic)
+    endpoints = args.endpoint or [ENDPOINTS[s] for s in topic.publishers if s in ENDPOINTS]
+    stop = threading.Event()
+    stop_on_signals(stop)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = subscriber(ctx, endpoints[0], [topic.wire])
+    for extra in endpoints[1:]:
+        sock.connect(extra)
+    seen = bad = 0
+    try:
+        while not stop.is_set() and (args.count is None or seen < args.count):
+            if not sock.poll(LISTEN_POLL_MS, zmq.POLLIN):
+                continue
+            frames = sock.recv_multipart(copy=False)
+            try:
+                print(describe(decode(frames)), flush=True)
+            except ProtocolError as exc:
+                bad += 1
+                print(f"bad message ({exc.reason}): {exc}", file=sys.stderr)
+            seen += 1
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speck-edge",
+        description="A software twin of SynSense's Speck chip (event camera + 9 spiking-convolution cores), "
+        "run as a set of ZeroMQ edge services.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "inspect",
+        help="print what a recording holds",
+        description="Read an event recording (AEDAT 2/3.1/4, Prophesee EVT2/EVT3/DAT, N-MNIST .bin, Event Stream .es, "
+        "tonic .npy, speck-edge .npz; the format is detected from the content) and print its format, "
+        "sensor size, event count, time span, ON fraction and whether timestamps never decrease.",
+    )
+    p.add_argument("file", help="the recording to read")
+    p.add_argument("--json", action="store_true", help="print one JSON object with exactly the fields listed above")
+    p.add_argument("--lenient", action="store_true", help="on a truncated/corrupt file, report the events before the damage")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "replay",
+        help="run the sensor: replay a recording as event batches",
+        description="Publish a recording (any format `inspect` reads) as event batches on topic events.raw, "
+        "paced in real time from a monotonic clock (no drift) and scaled by --speed. A source of the form "
+        "dv://HOST:PORT relays a live dv-processing NetworkWriter stream instead.",
+    )
+    p.add_argument("file", help="recording to replay, or dv://HOST:PORT for a live dv-processing stream")
+    p.add_argument("--speed", type=_speed, default=1.0, help="time scale, 0.1 to 1000, or 'max' for as fast as possible (default 1)")
+    p.add_argument("--loop", action="store_true", help="start again at the end (event time keeps increasing)")
+    p.add_argument("--endpoint", default=ENDPOINTS["sensor"], help="ZeroMQ endpoint to bind the publisher to (default %(default)s)")
+    p.add_argument("--window-us", type=int, default=1000, help="event-time length of one batch in µs (default %(default)s)")
+    p.add_argument("--stream", default="sensor", help="stream id put in every message (default %(default)s)")
+    p.add_argument("--wait-subscriber", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for a first subscriber before starting (default: start at once)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "listen",
+        help="print the messages on a topic",
+        description="Subscribe to TOPIC and print one line per message: kind, stream, sequence number, count and "
+        f"time span. Topics: {', '.join(t.name for t in TOPICS)}.",
+    )
+    p.add_argument("topic", help="topic name, e.g. events.raw or prediction")
+    p.add_argument("--endpoint", action="append", help="publisher endpoint to connect to (repeatable; default: the topic's publishers)")
+    p.add_argument("--count", type=int, default=None, help="exit after this many messages")
+    p.set_defaults(func=cmd_listen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (RecordingError, ValueError, TimeoutError) as exc:
+        print(f"speck-edge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""ZeroMQ socket set-up shared by every service: LINGER=0, explicit high-water marks."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+DEFAULT_HWM = 100_000
+"""Messages queued per peer before PUB drops: ~100 s of 1 ms batches, so only a dead
+or stuck subscriber ever loses data (and receivers count every gap by sequence)."""
+
+
+def publisher(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, *, hwm: int = DEFAULT_HWM) -> zmq.Socket[bytes]:
+    """An XPUB bound to ``endpoint``: a PUB that also sees subscriptions arrive.
+
+    Seeing subscriptions lets a replay wait for its first subscriber without sleeping.
+    """
+    sock = ctx.socket(zmq.XPUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.bind(endpoint)
+    return sock
+
+
+def subscriber(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, topics: list[bytes], *, hwm: int = DEFAULT_HWM
+) -> zmq.Socket[bytes]:
+    """A SUB connected to ``endpoint`` and subscribed to each topic prefix."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
+    sock.connect(endpoint)
+    return sock
+
+
+def wait_for_subscriber(sock: zmq.Socket[bytes], timeout_ms: int) -> bool:
+    """Block until an XPUB socket receives a subscription; False on timeout."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+        if sock.poll(left_ms, zmq.POLLIN) and sock.recv()[:1] == b"\x01":
+            return True
+    return False

@@ -1,0 +1,165 @@
+"""The sensor: pacing against a fake clock in-process, and real-time replay as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from emulator.io import read_recording
+from proto.codec import decode
+from proto.messages import EventBatch, Telemetry
+from services.clock import FakeClock
+from services.pacing import windows
+from services.sensor import Sensor, SensorConfig
+from services.sockets import publisher, subscriber
+from tests.real_data import real_file
+
+SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"
+RAW = b"events.raw|"
+TELEMETRY = b"telemetry|"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _drain(sock: zmq.Socket[bytes]) -> Iterator[object]:
+    while sock.poll(0, zmq.POLLIN):
+        yield decode(sock.recv_multipart())
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
+    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+class StopAfter(FakeClock):
+    """A fake clock that sets the stop flag after ``n`` waits (to end a looping replay)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.left = n
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool:
+        self.left -= 1
+        if self.left < 0:
+            stop.set()
+        return super().wait_until(deadline_ns, stop)
+
+
+def test_fake_clock_replay_publishes_every_window_on_time(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+    path = real_file(SHORT)
+    events, _ = read_recording(path)
+    expected = list(windows([events], 1000))
+    pub = publisher(ctx, "inproc://sensor-fake")
+    sub = subscriber(ctx, "inproc://sensor-fake", [RAW, TELEMETRY])
+    cfg = SensorConfig(source=str(path), endpoint="inproc://sensor-fake", speed=4.0, wait_subscriber_s=5)
+    clock = FakeClock()
+    counters = Sensor(cfg, pub, clock, threading.Event()).run()
+    msgs = list(_drain(sub))
+    batches = [m for m in msgs if isinstance(m, EventBatch)]
+    assert [b.seq for b in batches] == list(range(len(expected)))
+    np.testing.assert_array_equal(np.concatenate([b.events for b in batches]), events)
+    assert counters.events_sent == len(events) and counters.batches_sent == len(expected)
+    assert counters.late_batches == 0
+    # with a fake clock every batch goes out exactly when its last event is due at 4x
+    t0 = int(events["t"][0])
+    for b in batches:
+        assert b.sent_ns - clock.wall_offset_ns == round((int(b.events["t"][-1]) - t0) * 1000 / 4.0)
+    final = [m for m in msgs if isinstance(m, Telemetry)][-1]
+    assert final.values["events_sent"] == len(events)
+    assert final.values["batches_sent"] == len(expected)
+
+
+def test_loop_keeps_time_increasing(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+    path = real_file(SHORT)
+    n_windows = len(list(windows([read_recording(path)[0]], 1000)))
+    pub = publisher(ctx, "inproc://sensor-loop")
+    sub = subscriber(ctx, "inproc://sensor-loop", [RAW])
+    cfg = SensorConfig(source=str(path), endpoint="inproc://sensor-loop", speed=1000.0, loop=True, wait_subscriber_s=5)
+    counters = Sensor(cfg, pub, StopAfter(n_windows * 2 + 10), threading.Event()).run()
+    batches = [m for m in _drain(sub) if isinstance(m, EventBatch)]
+    assert counters.passes == 3
+    assert len(batches) == n_windows * 2 + 10
+    t = np.concatenate([b.events["t"] for b in batches])
+    assert bool(np.all(t[1:] >= t[:-1]))
+
+
+def _replay(path: Path, speed: float, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "services.cli", "replay", str(path), "--speed", str(speed)]
+    cmd += ["--endpoint", f"tcp://127.0.0.1:{port}", "--wait-subscriber", "60", *extra]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+
+
+@pytest.mark.parametrize("speed", [1.0, 20.0])
+def test_real_time_replay_is_on_time_and_lossless(ctx: zmq.Context[zmq.Socket[bytes]], speed: float) -> None:
+    path = real_file(SHORT)
+    events, _ = read_recording(path)
+    port = _free_port()
+    proc = _replay(path, speed, port)
+    sub = subscriber(ctx, f"tcp://127.0.0.1:{port}", [RAW])
+    batches: list[EventBatch] = []
+    received = 0
+    deadline = time.monotonic() + 60 + 2 * float(np.ptp(events["t"])) / 1e6 / speed
+    try:
+        while received < len(events) and time.monotonic() < deadline:
+            if sub.poll(100, zmq.POLLIN):
+                msg = decode(sub.recv_multipart())
+                assert isinstance(msg, EventBatch)
+                batches.append(msg)
+                received += len(msg.events)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert [b.seq for b in batches] == list(range(len(batches)))  # no gap: nothing lost
+    np.testing.assert_array_equal(np.concatenate([b.events for b in batches]), events)
+    sent_ms = np.array([b.sent_ns for b in batches], dtype=np.int64) / 1e6
+    t0_us = int(events["t"][0])
+    # each batch goes out when its last event is due: publish time vs that event's time
+    due_last_ms = np.array([int(b.events["t"][-1]) - t0_us for b in batches]) / 1000 / speed
+    error_ms = (sent_ms - sent_ms[0]) - (due_last_ms - due_last_ms[0])
+    assert np.percentile(np.abs(error_ms), 99) <= 2.0, f"timing error p99 {np.percentile(np.abs(error_ms), 99):.2f} ms"
+    # and no event waits longer than its window (1 ms of event time) plus that bound
+    due_first_ms = np.array([int(b.events["t"][0]) - t0_us for b in batches]) / 1000 / speed
+    wait_ms = (sent_ms - sent_ms[0]) - (due_first_ms - due_last_ms[0])
+    assert np.percentile(wait_ms, 99) <= 2.0 + 1.0 / speed
+
+
+def test_sigterm_stops_a_looping_replay(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+    path = real_file(SHORT)
+    port = _free_port()
+    proc = _replay(path, 1.0, port, "--loop")
+    sub = subscriber(ctx, f"tcp://127.0.0.1:{port}", [RAW])
+    try:
+        assert sub.poll(60_000, zmq.POLLIN), "no batch arrived"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    assert proc.stderr is not None and b"sent" in proc.stderr.read()
+
+
+def test_bad_file_fails_before_publishing(tmp_path: Path) -> None:
+    bad = tmp_path / "x.aedat"
+    bad.write_bytes(b"not a recording")
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "replay", str(bad), "--endpoint", f"tcp://127.0.0.1:{_free_port()}"],
+        capture_output=True, cwd=Path(__file__).resolve().parents[2], env={**os.environ}, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert str(bad).encode() in out.stderr and b"byte offset 0" in out.stderr
