@@ -36,7 +36,7 @@ DEFAULT_CHUNK_EVENTS = 1 << 20
 
 
 @numba.njit(inline="always", cache=True)
-def pack_xyp(x: int, y: int, p: int) -> np.uint64:
+def pack_xyp(x: int | np.integer, y: int | np.integer, p: int | np.integer) -> np.uint64:
     """Second word of an event in ``proto.events.event_words``: ``x | y << 16 | p << 32``."""
     return np.uint64(x) | (np.uint64(y) << np.uint64(16)) | (np.uint64(p) << np.uint64(32))
 
