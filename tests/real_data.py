@@ -49,7 +49,7 @@ class SourceEntry:
     y_range: tuple[int, int]
 
 
-_ENTRY = re.compile(r"^== (?P<path>\S+)$", re.M)
+_ENTRY = re.compile(r"^== (?P<path>\S+)$", re.MULTILINE)
 _RES = re.compile(r"resolution:\s+(?:(\d+)x(\d+)|see sensor)\s+\(observed x (\d+)-(\d+), y (\d+)-(\d+)\)")
 _EVENTS = re.compile(
     r"events:\s+([\d,]+)\s+duration: ([\d.]+) s\s+ON fraction: ([\d.]+)\s+t monotonic: (yes|no)\s+first t: (\d+) us"
@@ -80,3 +80,9 @@ def source_entries() -> list[SourceEntry]:
             )
         )
     return entries
+
+
+def source_entry(relpath: str) -> SourceEntry:
+    """The SOURCES.txt entry of ``relpath`` (skip/fail like :func:`real_file` when the corpus is absent)."""
+    real_file(relpath)
+    return next(e for e in source_entries() if e.relpath == relpath)

@@ -23,15 +23,9 @@ from emulator.io import Recording, open_recording
 from emulator.io.base import concat
 from emulator.stats import summarize
 from proto.events import Events
-from tests.real_data import SourceEntry, real_file, source_entries
+from tests.real_data import real_file, source_entry
 
 __all__ = ["real_file"]
-
-
-def source_entry(relpath: str) -> SourceEntry:
-    """The SOURCES.txt entry of ``relpath`` (skip/fail like :func:`real_file` when the corpus is absent)."""
-    real_file(relpath)
-    return next(e for e in source_entries() if e.relpath == relpath)
 
 
 def assert_matches_sources(relpath: str, events: Events, rec: Recording) -> None:
@@ -67,7 +61,9 @@ def cut_copy(src: Path, dst: Path, size: int) -> Path:
 
 # ---------------------------------------------------------------- AEDAT 3.1
 
-AEDAT31_HEADER = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 00:00:00\r\n#!END-HEADER\r\n"
+AEDAT31_HEADER = (
+    b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 00:00:00\r\n#!END-HEADER\r\n"
+)
 
 
 def polarity_word(x: int, y: int, p: int, valid: bool = True) -> int:
@@ -75,8 +71,16 @@ def polarity_word(x: int, y: int, p: int, valid: bool = True) -> int:
 
 
 def packet(
-    etype: int, payload: bytes, *, size: int = 8, ts_offset: int = 4, ts_overflow: int = 0,
-    capacity: int | None = None, number: int | None = None, valid: int | None = None, source: int = 1,
+    etype: int,
+    payload: bytes,
+    *,
+    size: int = 8,
+    ts_offset: int = 4,
+    ts_overflow: int = 0,
+    capacity: int | None = None,
+    number: int | None = None,
+    valid: int | None = None,
+    source: int = 1,
 ) -> bytes:
     """A 28-byte packet header (fields default to what ``payload`` holds) followed by ``payload``."""
     cap = len(payload) // size if capacity is None else capacity
@@ -105,8 +109,13 @@ def aedat31_file(path: Path, packets: Sequence[bytes], header: bytes = AEDAT31_H
 # ---------------------------------------------------------------- Event Stream, N-MNIST, DAT
 
 
-def es_bytes(events: Sequence[tuple[int, int, int, int]], width: int, height: int, version: bytes = b"\x02\x00\x00",
-             kind: int = 1) -> bytes:
+def es_bytes(
+    events: Sequence[tuple[int, int, int, int]],
+    width: int,
+    height: int,
+    version: bytes = b"\x02\x00\x00",
+    kind: int = 1,
+) -> bytes:
     """A DVS Event Stream of ``(t, x, y_stored, p)`` (t non-decreasing, from 0)."""
     out = bytearray(b"Event Stream" + version + bytes([kind]) + struct.pack("<HH", width, height))
     t_prev = 0
@@ -144,8 +153,13 @@ def nmnist_bytes(records: Sequence[tuple[int, int, int, int]]) -> bytes:
     return b"".join(bytes([x, y, (p << 7) | (ts >> 16) & 0x7F, (ts >> 8) & 0xFF, ts & 0xFF]) for x, y, p, ts in records)
 
 
-def dat_bytes(events: Sequence[tuple[int, int, int, int]], header: bytes = b"% Data file containing Event2d events.\n"
-              b"% Version 2\n", event_type: int = 0, x_bits: int = 14, y_bits: int = 14) -> bytes:
+def dat_bytes(
+    events: Sequence[tuple[int, int, int, int]],
+    header: bytes = b"% Data file containing Event2d events.\n% Version 2\n",
+    event_type: int = 0,
+    x_bits: int = 14,
+    y_bits: int = 14,
+) -> bytes:
     """A DAT file of ``(t, x, y, p)`` events."""
     body = b"".join(
         struct.pack("<II", t & 0xFFFFFFFF, x | (y << x_bits) | (p << (x_bits + y_bits))) for t, x, y, p in events

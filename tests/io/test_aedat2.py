@@ -95,6 +95,8 @@ def test_unknown_content_is_refused(tmp_path: Path) -> None:
 
 
 def test_other_jaer_chips_are_refused(tmp_path: Path) -> None:
-    f = _write(tmp_path / "d.aedat", [(0, 1)], header=b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.DAVIS240C\r\n")
+    f = _write(
+        tmp_path / "d.aedat", [(0, 1)], header=b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.DAVIS240C\r\n"
+    )
     with pytest.raises(RecordingError, match="AEChip"):
         read_recording(f)

@@ -8,7 +8,7 @@ import pytest
 
 from emulator.io import Label, RecordingError, detect_format, read_recording
 from emulator.io.aedat31 import sensor_size
-from tests.io.helpers_a import (
+from tests.io.make_files import (
     AEDAT31_HEADER,
     aedat31_file,
     cut_copy,

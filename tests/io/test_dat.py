@@ -9,7 +9,7 @@ import pytest
 
 from emulator.io import RecordingError, detect_format, read_recording
 from emulator.io.percent_header import parse_percent_header
-from tests.io.helpers_a import assert_matches_sources, cut_copy, dat_bytes, event_tuples, read_all, real_file
+from tests.io.make_files import assert_matches_sources, cut_copy, dat_bytes, event_tuples, read_all, real_file
 
 NCARS = "tonic-testdata/sample_ncars.dat"
 NCARS_DATA = 0x5B + 2  # three header lines, then the type and size bytes

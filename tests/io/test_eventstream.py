@@ -8,7 +8,7 @@ import pytest
 
 from emulator.io import RecordingError, detect_format, read_recording
 from emulator.io import eventstream as es
-from tests.io.helpers_a import (
+from tests.io.make_files import (
     assert_matches_sources,
     cut_copy,
     es_bytes,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emulator.io import RecordingError, detect_format, nmnist, read_recording
-from tests.io.helpers_a import assert_matches_sources, cut_copy, event_tuples, nmnist_bytes, read_all, real_file
+from tests.io.make_files import assert_matches_sources, cut_copy, event_tuples, nmnist_bytes, read_all, real_file
 
 SAMPLES = {"tonic-testdata/sample_nmnist.bin": (34, 34), "event-vision-library/faces_easy_0001.bin": (304, 240)}
 

@@ -11,6 +11,14 @@ from tests.real_data import REAL_DIR, SourceEntry, real_dir, source_entries
 
 ENTRIES = source_entries() if REAL_DIR.is_dir() else []
 
+DURATION_ERRATA = {
+    # SOURCES.txt took this duration from expelliarmus 1.1.12, which adds 4096 µs at every
+    # backwards TIME_LOW word; the file's own TIME_HIGH words span 2861–2863 (≤ 12.3 ms), so its
+    # 53.9 ms cannot be right. We decode the spec's time_high << 12 | time_low (8.8 ms); the exact
+    # relation to expelliarmus is pinned in test_evt3.py.
+    "expelliarmus/evt3_sample.raw",
+}
+
 
 def test_corpus_is_listed() -> None:
     real_dir()  # skip, or fail under CI, when the corpus is absent
@@ -28,7 +36,8 @@ def test_recording_matches_sources(entry: SourceEntry) -> None:
     assert rec.damage is None
     assert s.events == entry.events
     assert s.t_first_us == entry.first_t_us
-    assert s.duration_s == pytest.approx(entry.duration_s, abs=1e-4)
+    if entry.relpath not in DURATION_ERRATA:
+        assert s.duration_s == pytest.approx(entry.duration_s, abs=1e-4)
     assert s.on_fraction == pytest.approx(entry.on_fraction, abs=1e-4)
     assert s.monotonic == entry.monotonic
     width, height = rec.info.width, rec.info.height

@@ -12,7 +12,7 @@ import pytest
 from emulator.io import Label, RecordingError, detect_format, open_recording, read_recording, speck_npz
 from emulator.io.speck_npz import read_layout, save_recording, write_npz
 from proto.events import EVENT_DTYPE, Events, make_events
-from tests.io.helpers_a import cut_copy, read_all, real_file
+from tests.io.make_files import cut_copy, read_all, real_file
 
 REAL = ["faery/dvs.es", "tonic-testdata/sample_nmnist.bin", "tonic-testdata/sample_ncars.dat"]
 LABELS = (Label(1, 0, 10), Label(4, 10, 30))

@@ -10,7 +10,7 @@ import pytest
 
 from emulator.io import Label, RecordingError, detect_format, read_recording, tonic_npy
 from emulator.io.npy_header import read_npy_header
-from tests.io.helpers_a import cut_copy, event_tuples, read_all
+from tests.io.make_files import cut_copy, event_tuples, read_all
 
 
 def _clip(n: int = 500, seed: int = 0) -> np.ndarray:
