@@ -55,8 +55,13 @@ def summarize(chunks: Iterable[Events]) -> Summary:
         xr = _extend(xr, chunk["x"])
         yr = _extend(yr, chunk["y"])
     return Summary(
-        n, t_first, t_last, on / n if n else 0.0, monotonic,
-        (xr[0], xr[1]) if xr else None, (yr[0], yr[1]) if yr else None,
+        n,
+        t_first,
+        t_last,
+        on / n if n else 0.0,
+        monotonic,
+        (xr[0], xr[1]) if xr else None,
+        (yr[0], yr[1]) if yr else None,
     )
 
 

@@ -27,7 +27,15 @@ EXIT_BAD_INPUT = 2
 LISTEN_POLL_MS = 200
 
 INSPECT_KEYS = (
-    "format", "width", "height", "events", "t_first_us", "t_last_us", "duration_s", "on_fraction", "monotonic",
+    "format",
+    "width",
+    "height",
+    "events",
+    "t_first_us",
+    "t_last_us",
+    "duration_s",
+    "on_fraction",
+    "monotonic",
 )
 
 
@@ -161,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="the recording to read")
     p.add_argument("--json", action="store_true", help="print one JSON object with exactly the fields listed above")
-    p.add_argument("--lenient", action="store_true", help="on a truncated/corrupt file, report the events before the damage")
+    p.add_argument(
+        "--lenient", action="store_true", help="on a truncated/corrupt file, report the events before the damage"
+    )
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser(
@@ -172,13 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
         "dv://HOST:PORT relays a live dv-processing NetworkWriter stream instead.",
     )
     p.add_argument("file", help="recording to replay, or dv://HOST:PORT for a live dv-processing stream")
-    p.add_argument("--speed", type=_speed, default=1.0, help="time scale, 0.1 to 1000, or 'max' for as fast as possible (default 1)")
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="time scale, 0.1 to 1000, or 'max' for as fast as possible (default 1)",
+    )
     p.add_argument("--loop", action="store_true", help="start again at the end (event time keeps increasing)")
-    p.add_argument("--endpoint", default=ENDPOINTS["sensor"], help="ZeroMQ endpoint to bind the publisher to (default %(default)s)")
-    p.add_argument("--window-us", type=int, default=1000, help="event-time length of one batch in µs (default %(default)s)")
+    p.add_argument(
+        "--endpoint", default=ENDPOINTS["sensor"], help="ZeroMQ endpoint to bind the publisher to (default %(default)s)"
+    )
+    p.add_argument(
+        "--window-us", type=int, default=1000, help="event-time length of one batch in µs (default %(default)s)"
+    )
     p.add_argument("--stream", default="sensor", help="stream id put in every message (default %(default)s)")
-    p.add_argument("--wait-subscriber", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for a first subscriber before starting (default: start at once)")
+    p.add_argument(
+        "--wait-subscriber",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for a first subscriber before starting (default: start at once)",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
@@ -188,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"time span. Topics: {', '.join(t.name for t in TOPICS)}.",
     )
     p.add_argument("topic", help="topic name, e.g. events.raw or prediction")
-    p.add_argument("--endpoint", action="append", help="publisher endpoint to connect to (repeatable; default: the topic's publishers)")
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        help="publisher endpoint to connect to (repeatable; default: the topic's publishers)",
+    )
     p.add_argument("--count", type=int, default=None, help="exit after this many messages")
     p.set_defaults(func=cmd_listen)
     return parser

@@ -30,7 +30,7 @@ from proto.events import concat_events
 from proto.messages import EventBatch, Telemetry
 from services.clock import Clock
 from services.pacing import Pacer, Window, check_speed, windows
-from services.sockets import wait_for_subscriber
+from services.sockets import send_frames, wait_for_subscriber
 
 LATE_NS = 2_000_000
 """A batch published more than 2 ms after it was due counts as late."""
@@ -40,9 +40,10 @@ MAX_BATCH_EVENTS = 16_384
 per window, or speed "max") are merged into one batch of up to about this many
 events: per-message cost is then amortised and nothing falls behind."""
 
-REPLAY_CHUNK_EVENTS = 65_536
-"""Events decoded per read during replay: ~2 ms of decoding, so reading the next
-chunk never stalls the real-time pacing for long."""
+REPLAY_CHUNK_EVENTS = 4096
+"""Events read, decoded and cut into windows at a time during replay: ~0.2 ms of work,
+so the next read never stalls the pacing for long. (A reader thread was tried: it
+stalls the pacing loop worse, by holding the GIL for up to the 5 ms switch interval.)"""
 
 LIVE_SCHEME = "dv://"
 """Sources starting with this are live dv-processing NetworkWriter streams (dv://host:port)."""
@@ -148,7 +149,9 @@ class Sensor:
     def run(self) -> SensorCounters:
         """Publish every window until the source ends (or forever with ``loop``) or stop is set."""
         size, source = self._source()
-        if self.cfg.wait_subscriber_s > 0 and not wait_for_subscriber(self.sock, int(self.cfg.wait_subscriber_s * 1000)):
+        if self.cfg.wait_subscriber_s > 0 and not wait_for_subscriber(
+            self.sock, int(self.cfg.wait_subscriber_s * 1000)
+        ):
             raise TimeoutError(f"no subscriber connected to {self.cfg.endpoint} within {self.cfg.wait_subscriber_s} s")
         paced = self.cfg.speed is not None and not self.cfg.live
         pending: list[Window] = []
@@ -185,7 +188,7 @@ class Sensor:
             size, chunks = live_chunks(host, int(port), self.stop)
             return size, windows(chunks, cfg.window_us)
         info = open_recording(cfg.source).info  # fail fast on a bad file, before any publishing
-        return (info.width, info.height), looped(lambda: self._open(), cfg.window_us, cfg.loop, self.stop)
+        return (info.width, info.height), looped(self._open, cfg.window_us, cfg.loop, self.stop)
 
     def _open(self) -> Recording:
         rec = open_recording(self.cfg.source, chunk_events=REPLAY_CHUNK_EVENTS)
@@ -201,7 +204,7 @@ class Sensor:
             stream=self.cfg.stream, seq=self.counters.batches_sent, sent_ns=now, origin_ns=now,
             events=events, width=size[0], height=size[1],
         )  # fmt: skip
-        self.sock.send_multipart(encode(msg), copy=False)
+        send_frames(self.sock, encode(msg))
         self.counters.sent(len(events), late_ns)
         if self.clock.monotonic_ns() >= self._next_telemetry_ns:
             self._telemetry()
@@ -213,6 +216,6 @@ class Sensor:
             "late_batches": c.late_batches, "max_late_us": c.max_late_us,
         }  # fmt: skip
         msg = Telemetry(stream=self.cfg.stream, seq=c.telemetry_seq, sent_ns=self.clock.wall_ns(), values=values)
-        self.sock.send_multipart(encode(msg), copy=False)
+        send_frames(self.sock, encode(msg))
         c.telemetry_seq += 1
         self._next_telemetry_ns = self.clock.monotonic_ns() + int(self.cfg.telemetry_interval_s * 1e9)

@@ -7,7 +7,9 @@ import threading
 from types import FrameType
 
 
-def stop_on_signals(stop: threading.Event, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+def stop_on_signals(
+    stop: threading.Event, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+) -> None:
     """Make each of ``signals`` set ``stop`` (call from the main thread)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:

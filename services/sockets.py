@@ -43,3 +43,17 @@ def wait_for_subscriber(sock: zmq.Socket[bytes], timeout_ms: int) -> bool:
         if sock.poll(left_ms, zmq.POLLIN) and sock.recv()[:1] == b"\x01":
             return True
     return False
+
+
+_MORE = int(zmq.SNDMORE)
+ZERO_COPY_MIN_BYTES = 65_536
+"""Frames at least this large are sent zero-copy; smaller ones are cheaper to copy
+(pyzmq's own threshold)."""
+
+
+def send_frames(sock: zmq.Socket[bytes], frames: list[bytes | memoryview]) -> None:
+    """Send one multipart message: ``send_multipart`` without its per-call overhead
+    (it re-checks every frame and ORs enum flags in Python: ~10 µs a message)."""
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, _MORE if i < last else 0, copy=len(frame) < ZERO_COPY_MIN_BYTES)

@@ -68,7 +68,9 @@ def _decode(words: np.ndarray, out: np.ndarray, state: np.ndarray) -> tuple[int,
             state[_S_SPECIAL] += np.uint64(1)
             continue
         out[k, 0] = ts + t_off
-        out[k, 1] = pack_xyp(SENSOR_SIZE - 1 - ((addr >> 1) & 0x7F), SENSOR_SIZE - 1 - ((addr >> 8) & 0x7F), 1 - (addr & 1))
+        out[k, 1] = pack_xyp(
+            SENSOR_SIZE - 1 - ((addr >> 1) & 0x7F), SENSOR_SIZE - 1 - ((addr >> 8) & 0x7F), 1 - (addr & 1)
+        )
         k += 1
     state[_S_OFFSET] = t_off
     state[_S_PREV] = prev
@@ -110,7 +112,10 @@ def _events(path: Path, start: int, chunk_events: int, rec: Recording) -> Iterat
         elif len(data) % RECORD_BYTES:
             tail = len(data) % RECORD_BYTES
             error = RecordingError(
-                path, offset + len(data) - tail, "an 8-byte record (uint32 address, uint32 timestamp)", f"{tail} trailing bytes"
+                path,
+                offset + len(data) - tail,
+                "an 8-byte record (uint32 address, uint32 timestamp)",
+                f"{tail} trailing bytes",
             )
         if n:
             yield out[:n]
@@ -126,6 +131,8 @@ def open_(path: Path, chunk_events: int, lenient: bool) -> Recording:
             raise RecordingError(path, 0, "the magic line #!AER-DAT2.0")
     chip = header.get("AEChip", "")
     if chip and "DVS128" not in chip and "eDVS" not in chip:
-        raise RecordingError(path, 0, "an AEChip line naming a DVS128 or eDVS (other jAER chips are not supported)", chip)
+        raise RecordingError(
+            path, 0, "an AEChip line naming a DVS128 or eDVS (other jAER chips are not supported)", chip
+        )
     info = RecordingInfo(path, FORMAT, SENSOR_SIZE, SENSOR_SIZE, "device clock", header)
     return build(info, lambda rec: _events(path, start, chunk_events, rec), lenient)

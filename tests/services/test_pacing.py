@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,7 +28,7 @@ def test_windows_partition_the_stream(gaps: list[int], window: int, cuts: list[i
     ts = np.cumsum(gaps).tolist()
     ev = _events(ts)
     bounds = sorted({0, len(ev), *[min(c, len(ev)) for c in cuts]})
-    chunks = [ev[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [ev[a:b] for a, b in itertools.pairwise(bounds)]
     out = list(windows(chunks, window))
     # nothing lost, nothing duplicated, order kept
     np.testing.assert_array_equal(np.concatenate([w.events for w in out]), ev)

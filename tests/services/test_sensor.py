@@ -25,7 +25,8 @@ from services.sensor import Sensor, SensorConfig
 from services.sockets import publisher, subscriber
 from tests.real_data import real_file
 
-SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"
+SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"  # 6.2 s, 130 k events
+LONG = "AlexOuyang-DVS128DataAnalysis/cam255_alex_standing_up.aedat"  # 25 s, 290 k events
 RAW = b"events.raw|"
 TELEMETRY = b"telemetry|"
 
@@ -106,9 +107,13 @@ def _replay(path: Path, speed: float, port: int, *extra: str) -> subprocess.Pope
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
 
 
-@pytest.mark.parametrize("speed", [1.0, 20.0])
-def test_real_time_replay_is_on_time_and_lossless(ctx: zmq.Context[zmq.Socket[bytes]], speed: float) -> None:
-    path = real_file(SHORT)
+# 20x replays the longer recording so that it lasts over a second: one of the rare
+# multi-ms scheduling stalls of a shared VM must not be more than 1% of the run.
+@pytest.mark.parametrize(("speed", "recording"), [(1.0, SHORT), (20.0, LONG)])
+def test_real_time_replay_is_on_time_and_lossless(
+    ctx: zmq.Context[zmq.Socket[bytes]], speed: float, recording: str
+) -> None:
+    path = real_file(recording)
     events, _ = read_recording(path)
     port = _free_port()
     proc = _replay(path, speed, port)
@@ -128,16 +133,18 @@ def test_real_time_replay_is_on_time_and_lossless(ctx: zmq.Context[zmq.Socket[by
         proc.kill()
     assert [b.seq for b in batches] == list(range(len(batches)))  # no gap: nothing lost
     np.testing.assert_array_equal(np.concatenate([b.events for b in batches]), events)
-    sent_ms = np.array([b.sent_ns for b in batches], dtype=np.int64) / 1e6
+    # timing error of every event: when its batch was published vs when the event is due
+    # (its time since the first event, / speed). The sender's start is unknown here, so the
+    # best batch anchors it: offset = min over batches of (publish - due of its last event).
     t0_us = int(events["t"][0])
-    # each batch goes out when its last event is due: publish time vs that event's time
+    sent_ms = np.array([b.sent_ns for b in batches], dtype=np.int64) / 1e6
     due_last_ms = np.array([int(b.events["t"][-1]) - t0_us for b in batches]) / 1000 / speed
-    error_ms = (sent_ms - sent_ms[0]) - (due_last_ms - due_last_ms[0])
-    assert np.percentile(np.abs(error_ms), 99) <= 2.0, f"timing error p99 {np.percentile(np.abs(error_ms), 99):.2f} ms"
-    # and no event waits longer than its window (1 ms of event time) plus that bound
-    due_first_ms = np.array([int(b.events["t"][0]) - t0_us for b in batches]) / 1000 / speed
-    wait_ms = (sent_ms - sent_ms[0]) - (due_first_ms - due_last_ms[0])
-    assert np.percentile(wait_ms, 99) <= 2.0 + 1.0 / speed
+    offset_ms = float(np.min(sent_ms - due_last_ms))
+    sizes = [len(b.events) for b in batches]
+    due_ms = (events["t"] - t0_us).astype(np.float64) / 1000 / speed
+    error_ms = np.repeat(sent_ms, sizes) - offset_ms - due_ms
+    p99 = float(np.percentile(error_ms, 99))
+    assert p99 <= 2.0, f"timing error p99 {p99:.2f} ms (p50 {np.percentile(error_ms, 50):.2f}, max {error_ms.max():.2f})"
 
 
 def test_sigterm_stops_a_looping_replay(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
@@ -159,7 +166,7 @@ def test_bad_file_fails_before_publishing(tmp_path: Path) -> None:
     bad.write_bytes(b"not a recording")
     out = subprocess.run(
         [sys.executable, "-m", "services.cli", "replay", str(bad), "--endpoint", f"tcp://127.0.0.1:{_free_port()}"],
-        capture_output=True, cwd=Path(__file__).resolve().parents[2], env={**os.environ}, timeout=60,
+        check=False, capture_output=True, cwd=Path(__file__).resolve().parents[2], env={**os.environ}, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2
     assert str(bad).encode() in out.stderr and b"byte offset 0" in out.stderr
