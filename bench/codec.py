@@ -33,7 +33,9 @@ def random_events(n: int, rng: np.random.Generator) -> Events:
 
 
 def batch(events: Events) -> EventBatch:
-    return EventBatch(events=events, width=WIDTH, height=HEIGHT, stream="bench", seq=len(events), sent_ns=time.time_ns())
+    return EventBatch(
+        events=events, width=WIDTH, height=HEIGHT, stream="bench", seq=len(events), sent_ns=time.time_ns()
+    )
 
 
 def median_us(fn: Callable[[], object], reps: int) -> float:
@@ -53,7 +55,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2000, help="repetitions per measurement")
     reps = parser.parse_args().reps
     rng = np.random.default_rng(0)
-    print(f"{'events':>7} {'build µs':>9} {'encode µs':>10} {'decode µs':>10} {'copy µs':>8} {'enc/copy':>9} {'dec/copy':>9}")
+    print(
+        f"{'events':>7} {'build µs':>9} {'encode µs':>10} {'decode µs':>10} {'copy µs':>8} {'enc/copy':>9} {'dec/copy':>9}"
+    )
     for n in SIZES:
         events = random_events(n, rng)
         msg = batch(events)

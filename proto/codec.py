@@ -151,7 +151,7 @@ def _views(frames: object) -> list[memoryview]:
 
 
 def _topic(view: memoryview) -> Topic:
-    wire = bytes(view[:_MAX_TOPIC_BYTES + 1])
+    wire = bytes(view[: _MAX_TOPIC_BYTES + 1])
     topic = topic_for_wire(wire)
     if topic is None:
         raise ProtocolError("unknown_topic", f"frame 0 {wire[:_MAX_TOPIC_BYTES]!r} is not a known topic")

@@ -67,9 +67,7 @@ def detect_format(path: Path | str) -> str:
     return str(_reader_for(Path(path)).FORMAT)
 
 
-def open_recording(
-    path: Path | str, *, chunk_events: int = DEFAULT_CHUNK_EVENTS, lenient: bool = False
-) -> Recording:
+def open_recording(path: Path | str, *, chunk_events: int = DEFAULT_CHUNK_EVENTS, lenient: bool = False) -> Recording:
     """Open ``path`` for chunked reading (see the module docstring of :mod:`emulator.io.base`)."""
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")

@@ -96,7 +96,12 @@ def _packet_error(buf: np.ndarray, pos: int, bytes_to_end: int) -> int:
     """0 if the packet header at ``pos`` is sound and its events fit in the file, else an error code."""
     etype = _i16(buf, pos)
     size, ts_offset, capacity, number, valid = (
-        _i32(buf, pos + 4), _i32(buf, pos + 8), _i32(buf, pos + 16), _i32(buf, pos + 20), _i32(buf, pos + 24))
+        _i32(buf, pos + 4),
+        _i32(buf, pos + 8),
+        _i32(buf, pos + 16),
+        _i32(buf, pos + 20),
+        _i32(buf, pos + 24),
+    )
     if etype < 0:
         return _E_TYPE
     if size <= 0 or (etype == POLARITY_TYPE and (size != POLARITY_SIZE or ts_offset != POLARITY_TS_OFFSET)):
@@ -111,8 +116,9 @@ def _packet_error(buf: np.ndarray, pos: int, bytes_to_end: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(buf: np.ndarray, bytes_to_end: int, out: np.ndarray, state: np.ndarray, skipped: np.ndarray,
-            width: int, height: int) -> tuple[int, int, int]:
+def _decode(
+    buf: np.ndarray, bytes_to_end: int, out: np.ndarray, state: np.ndarray, skipped: np.ndarray, width: int, height: int
+) -> tuple[int, int, int]:
     """Walk packets through ``buf`` (``bytes_to_end``: bytes from ``buf[0]`` to the end of the file).
 
     Events go to ``out`` (event words). Returns ``(n_events, consumed, error)``;
@@ -152,8 +158,9 @@ def _decode(buf: np.ndarray, bytes_to_end: int, out: np.ndarray, state: np.ndarr
 
 
 @numba.njit(cache=True, nogil=True)
-def _polarity(buf: np.ndarray, pos: int, out: np.ndarray, k: int, state: np.ndarray,
-              width: int, height: int) -> tuple[int, int, int]:
+def _polarity(
+    buf: np.ndarray, pos: int, out: np.ndarray, k: int, state: np.ndarray, width: int, height: int
+) -> tuple[int, int, int]:
     """Decode the current polarity packet's whole events in ``buf`` from ``pos``: ``(k, pos, error)``."""
     while state[_S_LEFT] and pos + POLARITY_SIZE <= buf.shape[0]:
         data = _u32(buf, pos)
@@ -234,8 +241,9 @@ def _label(csv_path: Path, offset: int, line: str) -> Label:
     try:
         label, start, end = (int(v) for v in line.split(","))
     except ValueError as exc:
-        raise RecordingError(csv_path, offset, "a row of three integers: class,startTime_usec,endTime_usec",
-                             repr(line)) from exc
+        raise RecordingError(
+            csv_path, offset, "a row of three integers: class,startTime_usec,endTime_usec", repr(line)
+        ) from exc
     return Label(label, start, end)
 
 
@@ -249,14 +257,18 @@ def _describe(error: int, buf: Bytes, pos: int, bytes_to_end: int, width: int, h
     if error == _E_TYPE:
         return "a packet header with a non-negative eventType", f"eventType {etype}"
     if error == _E_SIZE:
-        return ("a positive eventSize (8, with eventTSOffset 4, for polarity packets)",
-                f"eventType {etype}, eventSize {size}, eventTSOffset {ts_offset}")
+        return (
+            "a positive eventSize (8, with eventTSOffset 4, for polarity packets)",
+            f"eventType {etype}, eventSize {size}, eventTSOffset {ts_offset}",
+        )
     if error == _E_COUNTS:
         return "0 <= eventValid <= eventNumber <= eventCapacity", f"{valid}, {number}, {capacity}"
     if error == _E_OVERFLOW:
         return "a non-negative eventTSOverflow", str(overflow)
-    return (f"eventCapacity x eventSize = {capacity * size} bytes of events after the packet header",
-            f"{bytes_to_end - PACKET_HEADER_BYTES} bytes to the end of the file")
+    return (
+        f"eventCapacity x eventSize = {capacity * size} bytes of events after the packet header",
+        f"{bytes_to_end - PACKET_HEADER_BYTES} bytes to the end of the file",
+    )
 
 
 class _Decoder:

@@ -73,8 +73,9 @@ def probe(head: bytes, path: Path) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(raw: np.ndarray, out: np.ndarray, state: np.ndarray, x_bits: int, y_bits: int,
-            width: int, height: int) -> tuple[int, int]:
+def _decode(
+    raw: np.ndarray, out: np.ndarray, state: np.ndarray, x_bits: int, y_bits: int, width: int, height: int
+) -> tuple[int, int]:
     """Decode the whole records of ``raw`` into ``out`` (event words); returns ``(n_events, bad_record)`` (−1: none bad)."""
     t_off = state[_S_OFFSET]
     prev = state[_S_PREV]
@@ -83,7 +84,9 @@ def _decode(raw: np.ndarray, out: np.ndarray, state: np.ndarray, x_bits: int, y_
     for i in range(raw.shape[0] // RECORD_BYTES):
         b = i * RECORD_BYTES
         ts = np.int64(raw[b]) | np.int64(raw[b + 1]) << 8 | np.int64(raw[b + 2]) << 16 | np.int64(raw[b + 3]) << 24
-        data = np.int64(raw[b + 4]) | np.int64(raw[b + 5]) << 8 | np.int64(raw[b + 6]) << 16 | np.int64(raw[b + 7]) << 24
+        data = (
+            np.int64(raw[b + 4]) | np.int64(raw[b + 5]) << 8 | np.int64(raw[b + 6]) << 16 | np.int64(raw[b + 7]) << 24
+        )
         x = data & x_mask
         y = (data >> x_bits) & y_mask
         p = (data >> (x_bits + y_bits)) & 0xF
@@ -108,7 +111,9 @@ def read_layout(path: Path) -> tuple[Layout, dict[str, str]]:
         f.seek(offset)
         type_size = f.read(2)
     if len(type_size) < 2:
-        raise RecordingError(path, offset, "2 bytes (event type, event size) after the % header", f"{len(type_size)} bytes")
+        raise RecordingError(
+            path, offset, "2 bytes (event type, event size) after the % header", f"{len(type_size)} bytes"
+        )
     event_type, event_size = type_size
     if event_type not in CD_TYPES:
         raise RecordingError(path, offset, "event type 0x00 (Event2d) or 0x0C (EventCD)", f"0x{event_type:02x}")
@@ -130,7 +135,9 @@ def _size(path: Path, header: dict[str, str]) -> tuple[int, int]:
     try:
         return int(width), int(height)
     except ValueError as exc:
-        raise RecordingError(path, 0, "integer % Width / % Height (or % geometry WxH)", f"{width!r} x {height!r}") from exc
+        raise RecordingError(
+            path, 0, "integer % Width / % Height (or % geometry WxH)", f"{width!r} x {height!r}"
+        ) from exc
 
 
 def _step(path: Path, layout: Layout, state: np.ndarray, raw: Bytes, offset: int) -> Step:
@@ -149,13 +156,18 @@ def _step(path: Path, layout: Layout, state: np.ndarray, raw: Bytes, offset: int
 
 
 def _truncated(path: Path, offset: int, n_bytes: int) -> RecordingError:
-    return RecordingError(path, offset, f"an {RECORD_BYTES}-byte record (uint32 t, uint32 data)", f"{n_bytes} trailing bytes")
+    return RecordingError(
+        path, offset, f"an {RECORD_BYTES}-byte record (uint32 t, uint32 data)", f"{n_bytes} trailing bytes"
+    )
 
 
 def _events(path: Path, layout: Layout, chunk_events: int, rec: Recording) -> Iterator[Events]:
     state = np.zeros(2, dtype=np.int64)
     yield from walk(
-        path, layout.data_offset, chunk_events * RECORD_BYTES, chunk_events,
+        path,
+        layout.data_offset,
+        chunk_events * RECORD_BYTES,
+        chunk_events,
         lambda raw, offset: _step(path, layout, state, raw, offset),
         lambda offset, n: _truncated(path, offset, n),
         rec,

@@ -100,7 +100,9 @@ def read_header(path: Path) -> tuple[int, int, dict[str, str]]:
         raise RecordingError(path, len(MAGIC), f"Event Stream version {MAJOR_VERSION}.x.y", version)
     if kind != DVS_TYPE:
         name = TYPES.get(kind, "unknown")
-        raise RecordingError(path, len(MAGIC) + 3, f"type {DVS_TYPE} (DVS) — the only type read", f"type {kind} ({name})")
+        raise RecordingError(
+            path, len(MAGIC) + 3, f"type {DVS_TYPE} (DVS) — the only type read", f"type {kind} ({name})"
+        )
     if len(head) < HEADER_BYTES:
         raise RecordingError(path, len(MAGIC) + 4, "uint16 width and height", f"{len(head) - len(MAGIC) - 4} bytes")
     width, height = struct.unpack_from("<HH", head, len(MAGIC) + 4)
@@ -118,14 +120,21 @@ def _step(path: Path, width: int, height: int, state: np.ndarray, buf: Bytes, of
 
 
 def _truncated(path: Path, offset: int, n_bytes: int) -> RecordingError:
-    return RecordingError(path, offset, f"a {EVENT_BYTES}-byte event (time/polarity byte, uint16 x, uint16 y)",
-                          f"{n_bytes} trailing bytes")
+    return RecordingError(
+        path,
+        offset,
+        f"a {EVENT_BYTES}-byte event (time/polarity byte, uint16 x, uint16 y)",
+        f"{n_bytes} trailing bytes",
+    )
 
 
 def _events(path: Path, width: int, height: int, chunk_events: int, rec: Recording) -> Iterator[Events]:
     state = np.zeros(1, dtype=np.int64)
     yield from walk(
-        path, HEADER_BYTES, chunk_events * EVENT_BYTES, chunk_events,
+        path,
+        HEADER_BYTES,
+        chunk_events * EVENT_BYTES,
+        chunk_events,
         lambda buf, offset: _step(path, width, height, state, buf, offset),
         lambda offset, n: _truncated(path, offset, n),
         rec,

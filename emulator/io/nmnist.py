@@ -120,7 +120,9 @@ def _step(path: Path, width: int, height: int, state: np.ndarray, rec: Recording
         return Step(out[:n], raw.size - raw.size % RECORD_BYTES)
     b = bad * RECORD_BYTES
     error = RecordingError(
-        path, offset + b, f"an event with x < {width} and y < {height}, or y = {OVERFLOW_Y} (overflow)",
+        path,
+        offset + b,
+        f"an event with x < {width} and y < {height}, or y = {OVERFLOW_Y} (overflow)",
         f"x={raw[b]}, y={raw[b + 1]}",
     )
     return Step(out[:n], b, error)
@@ -133,7 +135,10 @@ def _truncated(path: Path, offset: int, n_bytes: int) -> RecordingError:
 def _events(path: Path, width: int, height: int, chunk_events: int, rec: Recording) -> Iterator[Events]:
     state = np.zeros(2, dtype=np.int64)
     yield from walk(
-        path, 0, chunk_events * RECORD_BYTES, chunk_events,
+        path,
+        0,
+        chunk_events * RECORD_BYTES,
+        chunk_events,
         lambda raw, offset: _step(path, width, height, state, rec, raw, offset),
         lambda offset, n: _truncated(path, offset, n),
         rec,

@@ -91,8 +91,12 @@ def read_member(f: BinaryIO, path: Path, offset: int, name: str) -> Member:
     if found != name:
         raise RecordingError(path, offset, f"the member {name}", found)
     if method != STORED or flags & DATA_DESCRIPTOR_FLAG:
-        raise RecordingError(path, offset, f"{name} stored uncompressed with its sizes in the local header",
-                             f"compression method {method}, flags 0x{flags:04x}")
+        raise RecordingError(
+            path,
+            offset,
+            f"{name} stored uncompressed with its sizes in the local header",
+            f"compression method {method}, flags 0x{flags:04x}",
+        )
     if usize == ZIP64_MARK or csize == ZIP64_MARK:
         usize = _zip64_size(extra, path, offset)
     return Member(name, offset, offset + LOCAL_HEADER.size + name_len + extra_len, usize, crc)
@@ -111,7 +115,9 @@ def _zip64_size(extra: bytes, path: Path, offset: int) -> int:
 def read_meta(f: BinaryIO, path: Path, member: Member) -> dict[str, Any]:
     """The parsed ``meta.json`` (format and version checked)."""
     if member.size > MAX_META_BYTES:
-        raise RecordingError(path, member.header_offset, f"a {META_MEMBER} under {MAX_META_BYTES} bytes", str(member.size))
+        raise RecordingError(
+            path, member.header_offset, f"a {META_MEMBER} under {MAX_META_BYTES} bytes", str(member.size)
+        )
     f.seek(member.data_offset)
     raw = f.read(member.size)
     try:
@@ -119,7 +125,9 @@ def read_meta(f: BinaryIO, path: Path, member: Member) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordingError(path, member.data_offset, f"{META_MEMBER} holding JSON", str(exc)) from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        found = f"{meta.get('format')!r} version {meta.get('version')!r}" if isinstance(meta, dict) else type(meta).__name__
+        found = (
+            f"{meta.get('format')!r} version {meta.get('version')!r}" if isinstance(meta, dict) else type(meta).__name__
+        )
         raise RecordingError(path, member.data_offset, f'"format": "{FORMAT}", "version": {VERSION}', found)
     return meta
 
@@ -128,11 +136,13 @@ def _info(path: Path, meta: dict[str, Any], offset: int) -> RecordingInfo:
     try:
         labels = tuple(Label(int(a), int(b), int(c)) for a, b, c in meta.get("labels", []))
         header = {str(k): str(v) for k, v in meta.get("header", {}).items()}
-        return RecordingInfo(path, FORMAT, int(meta["width"]), int(meta["height"]), str(meta["time_origin"]),
-                             header, labels)
+        return RecordingInfo(
+            path, FORMAT, int(meta["width"]), int(meta["height"]), str(meta["time_origin"]), header, labels
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise RecordingError(path, offset, "width, height, time_origin (and well-formed labels) in meta.json",
-                             repr(exc)) from exc
+        raise RecordingError(
+            path, offset, "width, height, time_origin (and well-formed labels) in meta.json", repr(exc)
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -154,8 +164,9 @@ def read_layout(path: Path) -> tuple[RecordingInfo, Layout]:
     if npy.dtype != EVENT_DTYPE or len(npy.shape) != 1 or npy.fortran_order:
         raise RecordingError(path, member.data_offset, "a 1-D array of EVENT_DTYPE", f"{npy.dtype}, shape {npy.shape}")
     if member.size != npy.data_offset - member.data_offset + npy.data_bytes:
-        raise RecordingError(path, member.header_offset, f"{EVENTS_MEMBER} as long as its header says",
-                             f"member size {member.size}")
+        raise RecordingError(
+            path, member.header_offset, f"{EVENTS_MEMBER} as long as its header says", f"member size {member.size}"
+        )
     return info, Layout(member, npy.data_offset, npy.shape[0])
 
 
@@ -178,20 +189,28 @@ def _events(path: Path, info: RecordingInfo, layout: Layout, chunk_events: int, 
                 e = chunk[bad]
                 if bad:
                     yield chunk[:bad]
-                rec.damage = RecordingError(path, layout.first_event + (first + bad) * EVENT_DTYPE.itemsize,
-                                            f"an event with x < {info.width}, y < {info.height}, p 0 or 1",
-                                            f"x={e['x']}, y={e['y']}, p={e['p']}")
+                rec.damage = RecordingError(
+                    path,
+                    layout.first_event + (first + bad) * EVENT_DTYPE.itemsize,
+                    f"an event with x < {info.width}, y < {info.height}, p 0 or 1",
+                    f"x={e['x']}, y={e['y']}, p={e['p']}",
+                )
                 return
             if got:
                 yield chunk[:got]
             if got < len(chunk):
-                rec.damage = RecordingError(path, layout.first_event + (first + got) * EVENT_DTYPE.itemsize,
-                                            f"{layout.count} events as the header says", f"{first + got}")
+                rec.damage = RecordingError(
+                    path,
+                    layout.first_event + (first + got) * EVENT_DTYPE.itemsize,
+                    f"{layout.count} events as the header says",
+                    f"{first + got}",
+                )
                 return
             crc = zlib.crc32(chunk.view(np.uint8).data, crc)
     if crc != member.crc:
-        rec.damage = RecordingError(path, member.data_offset, f"{EVENTS_MEMBER} with CRC-32 0x{member.crc:08x}",
-                                    f"0x{crc:08x}")
+        rec.damage = RecordingError(
+            path, member.data_offset, f"{EVENTS_MEMBER} with CRC-32 0x{member.crc:08x}", f"0x{crc:08x}"
+        )
 
 
 def open_(path: Path, chunk_events: int, lenient: bool) -> Recording:
@@ -217,9 +236,15 @@ def write_npz(
     ``events`` is one array or an iterable of chunks (all :data:`EVENT_DTYPE`);
     chunks are spooled to a temporary file first, so memory stays bounded.
     """
-    meta = {"format": FORMAT, "version": VERSION, "width": int(width), "height": int(height),
-            "time_origin": time_origin, "header": dict(header or {}),
-            "labels": [[lb.label, lb.t_start_us, lb.t_end_us] for lb in labels]}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "width": int(width),
+        "height": int(height),
+        "time_origin": time_origin,
+        "header": dict(header or {}),
+        "labels": [[lb.label, lb.t_start_us, lb.t_end_us] for lb in labels],
+    }
     with tempfile.TemporaryFile() as spool:
         count = _spool(events, spool)
         spool.seek(0)
@@ -237,8 +262,9 @@ def write_npz(
 def save_recording(path: Path | str, rec: Recording) -> int:
     """Write an opened recording (any format) as a speck ``.npz``; returns the event count."""
     i = rec.info
-    return write_npz(path, rec.chunks, width=i.width, height=i.height, time_origin=i.time_origin,
-                     labels=i.labels, header=i.header)
+    return write_npz(
+        path, rec.chunks, width=i.width, height=i.height, time_origin=i.time_origin, labels=i.labels, header=i.header
+    )
 
 
 def _spool(events: Events | Iterable[Events], out: IO[bytes]) -> int:

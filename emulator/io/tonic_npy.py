@@ -72,7 +72,9 @@ def _table(path: Path, header: NpyHeader) -> tuple[np.ndarray, RecordingError | 
     if available < n * COLUMNS * item:
         complete = 0 if header.fortran_order else available // (COLUMNS * item)
         cut = header.data_offset + (available // item * item if header.fortran_order else complete * COLUMNS * item)
-        damage = RecordingError(path, cut, f"{n} rows of (x, y, p, t) as the .npy header says", f"{complete} complete rows")
+        damage = RecordingError(
+            path, cut, f"{n} rows of (x, y, p, t) as the .npy header says", f"{complete} complete rows"
+        )
         n = complete
     if n == 0:
         return np.zeros((0, COLUMNS), dtype=header.dtype), damage
@@ -118,8 +120,12 @@ def _events(path: Path, header: NpyHeader, chunk_events: int, rec: Recording) ->
             yield events
         if bad >= 0:
             found = ", ".join(f"{k}={v}" for k, v in zip("xypt", table[start + bad].tolist(), strict=True))
-            rec.damage = RecordingError(path, header.data_offset + (start + bad) * row_bytes,
-                                        f"x, y in 0–{SENSOR_SIZE - 1}, p 0 or 1, t >= 0", found)
+            rec.damage = RecordingError(
+                path,
+                header.data_offset + (start + bad) * row_bytes,
+                f"x, y in 0–{SENSOR_SIZE - 1}, p 0 or 1, t >= 0",
+                found,
+            )
             return
     rec.damage = damage
 
@@ -138,6 +144,7 @@ def _labels(path: Path, header: NpyHeader) -> tuple[Label, ...]:
 
 def open_(path: Path, chunk_events: int, lenient: bool) -> Recording:
     header = read_table_header(path)
-    info = RecordingInfo(path, FORMAT, SENSOR_SIZE, SENSOR_SIZE, TIME_ORIGIN, {"dtype": str(header.dtype)},
-                         _labels(path, header))
+    info = RecordingInfo(
+        path, FORMAT, SENSOR_SIZE, SENSOR_SIZE, TIME_ORIGIN, {"dtype": str(header.dtype)}, _labels(path, header)
+    )
     return build(info, lambda rec: _events(path, header, chunk_events, rec), lenient)

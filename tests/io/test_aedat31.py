@@ -35,7 +35,13 @@ def test_round_trip_and_packets(tmp_path: Path) -> None:
     assert detect_format(path) == "aedat3.1"
     ev, rec = read_all(path)
     wrap = 1 << 31
-    assert event_tuples(ev) == [(10, 0, 0, 1), (11, 127, 127, 0), (12, 5, 6, 1), (wrap + 20, 1, 2, 0), (wrap + 22, 7, 8, 1)]
+    assert event_tuples(ev) == [
+        (10, 0, 0, 1),
+        (11, 127, 127, 0),
+        (12, 5, 6, 1),
+        (wrap + 20, 1, 2, 0),
+        (wrap + 22, 7, 8, 1),
+    ]
     assert rec.dropped == {"invalid": 1, "packet_type_0": 2}
     assert (rec.info.width, rec.info.height, rec.info.time_origin) == (128, 128, "device clock")
     assert rec.info.header["Format"] == "RAW"
@@ -65,7 +71,9 @@ def test_bad_labels_row_names_the_csv(tmp_path: Path) -> None:
     assert err.value.path == csv and err.value.offset == len("class,startTime_usec,endTime_usec\n")
 
 
-@pytest.mark.parametrize(("packet_index", "into"), [(1, 5), (1, 28), (1, 28 + 3), (2, 27), (2, 28 + 8 + 3), (2, 28 + 16)])
+@pytest.mark.parametrize(
+    ("packet_index", "into"), [(1, 5), (1, 28), (1, 28 + 3), (2, 27), (2, 28 + 8 + 3), (2, 28 + 16)]
+)
 def test_truncated_mid_packet(tmp_path: Path, packet_index: int, into: int) -> None:
     path, offsets = _gesture(tmp_path)
     cut = cut_copy(path, tmp_path / "cut.aedat", offsets[packet_index] + into)
@@ -131,13 +139,18 @@ def test_header_problems(tmp_path: Path) -> None:
 def test_sensor_size_from_header() -> None:
     assert sensor_size(["Source 1: DVS128"]) == (128, 128)
     assert sensor_size(["Source 2: DAVIS346B"]) == (346, 260)
-    assert sensor_size(['-Source 1: <attr key="dvsSizeX" type="short">240</attr><attr key="dvsSizeY">180</attr>']) == (240, 180)
+    assert sensor_size(['-Source 1: <attr key="dvsSizeX" type="short">240</attr><attr key="dvsSizeY">180</attr>']) == (
+        240,
+        180,
+    )
     assert sensor_size([]) == (128, 128)
 
 
 def test_out_of_range_for_a_stated_smaller_sensor(tmp_path: Path) -> None:
     path = tmp_path / "a.aedat"
-    aedat31_file(path, [polarity_packet([(1, 200, 10, 1, True)])], header=AEDAT31_HEADER.replace(b"DVS128", b"DAVIS240C"))
+    aedat31_file(
+        path, [polarity_packet([(1, 200, 10, 1, True)])], header=AEDAT31_HEADER.replace(b"DVS128", b"DAVIS240C")
+    )
     ev, rec = read_recording(path)
     assert (rec.info.width, rec.info.height) == (240, 180) and ev["x"].tolist() == [200]
 

@@ -43,12 +43,19 @@ def test_tiny_chunks_equal_whole_read(chunk: int) -> None:
 
 def test_percent_header(tmp_path: Path) -> None:
     path = tmp_path / "a.raw"
-    path.write_bytes(b"% Date 2020-09-14 09:03:25\n% format EVT3;height=720;width=1280\n%   geometry   640x480  \n"
-                     b"% flag\n% Date again\n% end\n%binary that starts with 0x25")
+    path.write_bytes(
+        b"% Date 2020-09-14 09:03:25\n% format EVT3;height=720;width=1280\n%   geometry   640x480  \n"
+        b"% flag\n% Date again\n% end\n%binary that starts with 0x25"
+    )
     offset, header = parse_percent_header(path)
     assert offset == path.read_bytes().index(b"%binary")
-    assert header == {"Date": "2020-09-14 09:03:25", "format": "EVT3;height=720;width=1280", "geometry": "640x480",
-                      "flag": "", "end": ""}
+    assert header == {
+        "Date": "2020-09-14 09:03:25",
+        "format": "EVT3;height=720;width=1280",
+        "geometry": "640x480",
+        "flag": "",
+        "end": "",
+    }
     path.write_bytes(b"no header")
     assert parse_percent_header(path) == (0, {})
 

@@ -39,7 +39,13 @@ def test_real_recordings_round_trip(tmp_path: Path, relpath: str) -> None:
     copy, copy_rec = read_all(out)
     assert (copy == original).all()
     i, j = rec.info, copy_rec.info
-    assert (j.width, j.height, j.time_origin, j.header, j.labels) == (i.width, i.height, i.time_origin, i.header, i.labels)
+    assert (j.width, j.height, j.time_origin, j.header, j.labels) == (
+        i.width,
+        i.height,
+        i.time_origin,
+        i.header,
+        i.labels,
+    )
     assert (np.load(out)["events"] == original).all()
 
 
@@ -134,8 +140,12 @@ META = {"format": "speck-npz", "version": 1, "width": 64, "height": 48, "time_or
         ({k: v for k, v in META.items() if k != "width"}, _events(), zipfile.ZIP_STORED, "width"),
         (META, _events(), zipfile.ZIP_DEFLATED, "uncompressed"),
         (META, np.zeros((3, 4), dtype=np.int64), zipfile.ZIP_STORED, "1-D array of EVENT_DTYPE"),
-        (META, np.zeros(3, dtype=[("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")]), zipfile.ZIP_STORED,
-         "EVENT_DTYPE"),
+        (
+            META,
+            np.zeros(3, dtype=[("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")]),
+            zipfile.ZIP_STORED,
+            "EVENT_DTYPE",
+        ),
     ],
 )
 def test_corrupt_members(tmp_path: Path, meta: dict, events: np.ndarray, compress: int, message: str) -> None:

@@ -71,7 +71,9 @@ def test_column_major_file(tmp_path: Path) -> None:
 
 def test_probe_wants_an_n_by_4_numeric_table(tmp_path: Path) -> None:
     arrays: dict[str, np.ndarray] = {
-        "three": np.zeros((5, 3)), "flat": np.zeros(20), "bytes": np.zeros((5, 4), np.uint8),
+        "three": np.zeros((5, 3)),
+        "flat": np.zeros(20),
+        "bytes": np.zeros((5, 4), np.uint8),
         "structured": np.zeros(5, [("x", "<i2"), ("y", "<i2"), ("p", "?"), ("t", "<i8")]),
     }
     for name, array in arrays.items():
@@ -101,9 +103,7 @@ def test_cut_header(tmp_path: Path) -> None:
     assert err.value.offset == 0
 
 
-@pytest.mark.parametrize(
-    ("column", "value"), [(0, 128), (1, -1), (2, 2), (3, -1), (3, np.nan), (0, np.inf)]
-)
+@pytest.mark.parametrize(("column", "value"), [(0, 128), (1, -1), (2, 2), (3, -1), (3, np.nan), (0, np.inf)])
 def test_out_of_range_row(tmp_path: Path, column: int, value: float) -> None:
     clip = _clip(10).astype(np.float64)
     clip[6, column] = value

@@ -144,7 +144,9 @@ def test_real_time_replay_is_on_time_and_lossless(
     due_ms = (events["t"] - t0_us).astype(np.float64) / 1000 / speed
     error_ms = np.repeat(sent_ms, sizes) - offset_ms - due_ms
     p99 = float(np.percentile(error_ms, 99))
-    assert p99 <= 2.0, f"timing error p99 {p99:.2f} ms (p50 {np.percentile(error_ms, 50):.2f}, max {error_ms.max():.2f})"
+    assert p99 <= 2.0, (
+        f"timing error p99 {p99:.2f} ms (p50 {np.percentile(error_ms, 50):.2f}, max {error_ms.max():.2f})"
+    )
 
 
 def test_sigterm_stops_a_looping_replay(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
