@@ -88,13 +88,32 @@ def empty_spikes(n: int = 0) -> Spikes:
 
 
 def concat_events(parts: list[Events]) -> Events:
-    """Concatenate event arrays, keeping ``EVENT_DTYPE`` (a single part is returned as is).
+    """Concatenate event arrays into one ``EVENT_DTYPE`` array (a single part is returned as is).
 
     Plain ``np.concatenate`` canonicalises structured dtypes and drops the padding
-    (13-byte records), which breaks the 16-byte layout every stage relies on.
+    (13-byte records), and with ``dtype=`` it casts field by field (~1 GB/s); this
+    copies whole 16-byte events as two uint64 words instead (memcpy speed).
     """
-    if not parts:
-        return empty_events()
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0].dtype == EVENT_DTYPE:
         return parts[0]
-    return np.concatenate(parts, dtype=EVENT_DTYPE)
+    out = empty_events_uninitialised(sum(len(part) for part in parts))
+    words = event_words(out)
+    i = 0
+    for part in parts:
+        n = len(part)
+        if part.dtype == EVENT_DTYPE:
+            words[i : i + n] = event_words(np.ascontiguousarray(part))
+        else:
+            out[i : i + n] = part  # another layout of the same fields: assign field by field
+            words[i : i + n, 1] &= PADDING_MASK
+        i += n
+    return out
+
+
+def empty_events_uninitialised(n: int) -> Events:
+    """An event array whose bytes are not yet written: fill every event (padding too) before use."""
+    return np.empty(n, dtype=EVENT_DTYPE)
+
+
+PADDING_MASK = np.uint64((1 << 40) - 1)
+"""Keeps x, y, p of an event's second word (see :func:`event_words`) and zeroes the padding."""
