@@ -122,7 +122,7 @@ def _shifted(chunks: Iterator[np.ndarray], shift: int) -> Iterator[np.ndarray]:
 
 def live_chunks(host: str, port: int, stop: threading.Event) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
     """Sensor size and event chunks of a dv-processing NetworkWriter stream, until stopped."""
-    from services.dvlive import open_live
+    from services.dvlive import WriterClosed, open_live
 
     stream = open_live(host, port)
 
@@ -132,6 +132,8 @@ def live_chunks(host: str, port: int, stop: threading.Event) -> tuple[tuple[int,
                 events = stream.read(LIVE_POLL_S)
                 if events is not None and len(events):
                     yield events
+        except WriterClosed:
+            return  # the camera's writer went away: the stream has ended (the last window still goes out)
         finally:
             stream.close()
 
@@ -159,8 +161,8 @@ class Sensor:
         due_first = 0
         pacer: Pacer | None = None
         for w in source:
-            if self.stop.is_set():
-                break
+            if self.stop.is_set() and not self.cfg.live:
+                break  # (a live source ends itself on stop, after handing over its last window)
             due = 0
             if paced:
                 pacer = pacer or Pacer(self.clock.monotonic_ns(), int(w.events["t"][0]), self.cfg.speed or 1.0)

@@ -13,8 +13,9 @@ import pytest
 from emulator.io import read_recording
 from emulator.stats import summarize
 from services.cli import INSPECT_KEYS, main
+from tests.net import free_port
 from tests.real_data import real_file
-from tests.services.test_sensor import SHORT, _free_port
+from tests.services.test_sensor import SHORT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,7 @@ def test_help_explains_every_command(command: list[str]) -> None:
 
 def test_listen_prints_one_line_per_replayed_batch() -> None:
     path = real_file(SHORT)
-    port = _free_port()
+    port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     listen = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "listen", "events.raw", "--endpoint", endpoint, "--count", "5"],

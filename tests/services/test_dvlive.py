@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -21,44 +20,8 @@ from tests.io.make_aedat4_evt import compress, evts_flatbuffer, io_header, strea
 
 dv = pytest.importorskip("dv_processing")
 
-DEADLINE_S = 10.0
-
-
-def _events(n: int, t0: int) -> Events:
-    i = np.arange(n)
-    return make_events(t0 + 5 * i, i % 128, (3 * i) % 96, (i // 3) % 2)
-
-
-def _store(events: Events) -> Any:
-    store = dv.EventStore()
-    for e in events:
-        store.push_back(int(e["t"]), int(e["x"]), int(e["y"]), bool(e["p"]))
-    return store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _writer(compression: str) -> tuple[Any, int]:
-    stream = dv.io.Stream.EventStream(0, "events", "TEST", (128, 96))
-    stream.setCompression(getattr(dv.CompressionType, compression))
-    for _ in range(5):  # the port was free a moment ago; another process may have taken it since
-        port = _free_port()
-        try:
-            return dv.io.NetworkWriter("127.0.0.1", port, stream), port
-        except RuntimeError:
-            continue
-    pytest.fail("no free loopback port for the NetworkWriter")
-
-
-def _wait_for_clients(writer: Any, count: int) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while writer.getClientCount() != count:
-        assert time.monotonic() < deadline, f"the NetworkWriter never saw {count} clients"
+from tests.net import free_port
+from tests.services.dv_writer import DEADLINE_S, SENT, store, wait_for_clients, writer_on_free_port
 
 
 def _read_n(live: LiveStream, n: int) -> list[Events]:
@@ -72,26 +35,23 @@ def _read_n(live: LiveStream, n: int) -> list[Events]:
     return got
 
 
-SENT = [_events(50, 1_700_000_000_000_000), _events(1, 1_700_000_001_000_000), _events(700, 1_700_000_002_000_000)]
-
-
 @pytest.mark.parametrize("compression", ["NONE", "LZ4", "ZSTD"])
 def test_receives_exactly_what_the_real_writer_sends(compression: str) -> None:
-    writer, port = _writer(compression)
+    writer, port = writer_on_free_port(compression)
     with open_live("127.0.0.1", port, timeout_s=DEADLINE_S) as live:
         assert (live.info.format, live.info.width, live.info.height) == ("dv-network", 128, 96)
         assert live.info.time_origin == "unix epoch"
         assert live.info.header["compression"] == compression.replace("NONE", "none")
         assert str(live.info.path).endswith(f"127.0.0.1:{port}")
-        _wait_for_clients(writer, 1)
+        wait_for_clients(writer, 1)
         for events in SENT:
-            writer.writeEvents(_store(events))
+            writer.writeEvents(store(events))
         got = _read_n(live, sum(map(len, SENT)))
         assert np.array_equal(np.concatenate(got), np.concatenate(SENT))
         assert all(p.flags.writeable for p in got)
         assert live.read(timeout_s=0.05) is None  # nothing more: a timeout, not an error
     # the writer's destructor deadlocks while a client is connected: let it see us leave first
-    _wait_for_clients(writer, 0)
+    wait_for_clients(writer, 0)
     del writer
 
 
@@ -111,7 +71,7 @@ os._exit(0)  # the process ends (its destructor would wait for the client): the 
 
 
 def test_writer_process_exit_raises_writer_closed() -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER_PROCESS, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -245,4 +205,4 @@ def test_no_header_times_out(listener: socket.socket) -> None:
 
 def test_nobody_listening() -> None:
     with pytest.raises(ConnectionRefusedError):
-        open_live("127.0.0.1", _free_port(), timeout_s=1.0)
+        open_live("127.0.0.1", free_port(), timeout_s=1.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,18 +22,13 @@ from services.clock import FakeClock
 from services.pacing import windows
 from services.sensor import Sensor, SensorConfig
 from services.sockets import publisher, subscriber
+from tests.net import free_port
 from tests.real_data import real_file
 
 SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"  # 6.2 s, 130 k events
 LONG = "AlexOuyang-DVS128DataAnalysis/cam255_alex_standing_up.aedat"  # 25 s, 290 k events
 RAW = b"events.raw|"
 TELEMETRY = b"telemetry|"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _drain(sock: zmq.Socket[bytes]) -> Iterator[object]:
@@ -115,7 +109,7 @@ def test_real_time_replay_is_on_time_and_lossless(
 ) -> None:
     path = real_file(recording)
     events, _ = read_recording(path)
-    port = _free_port()
+    port = free_port()
     proc = _replay(path, speed, port)
     sub = subscriber(ctx, f"tcp://127.0.0.1:{port}", [RAW])
     batches: list[EventBatch] = []
@@ -151,7 +145,7 @@ def test_real_time_replay_is_on_time_and_lossless(
 
 def test_sigterm_stops_a_looping_replay(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
     path = real_file(SHORT)
-    port = _free_port()
+    port = free_port()
     proc = _replay(path, 1.0, port, "--loop")
     sub = subscriber(ctx, f"tcp://127.0.0.1:{port}", [RAW])
     try:
@@ -167,8 +161,42 @@ def test_bad_file_fails_before_publishing(tmp_path: Path) -> None:
     bad = tmp_path / "x.aedat"
     bad.write_bytes(b"not a recording")
     out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", str(bad), "--endpoint", f"tcp://127.0.0.1:{_free_port()}"],
+        [sys.executable, "-m", "services.cli", "replay", str(bad), "--endpoint", f"tcp://127.0.0.1:{free_port()}"],
         check=False, capture_output=True, cwd=Path(__file__).resolve().parents[2], env={**os.environ}, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2
     assert str(bad).encode() in out.stderr and b"byte offset 0" in out.stderr
+
+
+def test_live_dv_stream_is_relayed_without_loss(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+    """A real dv-processing NetworkWriter feeds the sensor (source dv://HOST:PORT)."""
+    from tests.services.dv_writer import SENT, store, wait_for_clients, writer_on_free_port
+
+    writer, port = writer_on_free_port("LZ4")
+    pub = publisher(ctx, "inproc://sensor-live")
+    sub = subscriber(ctx, "inproc://sensor-live", [RAW])
+    stop = threading.Event()
+    cfg = SensorConfig(source=f"dv://127.0.0.1:{port}", endpoint="inproc://sensor-live", speed=None)
+    sensor = Sensor(cfg, pub, FakeClock(), stop)
+    runner = threading.Thread(target=sensor.run)
+    runner.start()
+    try:
+        wait_for_clients(writer, 1)
+        for events in SENT:
+            writer.writeEvents(store(events))
+        want = sum(map(len, SENT))
+        got: list[EventBatch] = []
+        deadline = time.monotonic() + 30
+        # every window but the last goes out as soon as a later event arrives
+        while sum(len(b.events) for b in got) < want - len(SENT[-1]) and time.monotonic() < deadline:
+            got += [m for m in _drain(sub) if isinstance(m, EventBatch)]
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    got += [m for m in _drain(sub) if isinstance(m, EventBatch)]  # the last window, flushed on stop
+    assert not runner.is_alive()
+    np.testing.assert_array_equal(np.concatenate([b.events for b in got]), np.concatenate(SENT))
+    assert [b.seq for b in got] == list(range(len(got)))
+    assert (got[0].width, got[0].height) == (128, 96)
+    wait_for_clients(writer, 0)  # the writer's destructor hangs while a client is connected
+    del writer
