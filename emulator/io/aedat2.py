@@ -32,6 +32,8 @@ ADDRESS_BITS = 16
 """DVS128 addresses use bits 0–15; anything above is not a DVS128 address (corrupt)."""
 SPECIAL_BIT = 1 << 15
 TIMESTAMP_WRAP = 1 << 32
+MAX_HEADER_LINE = 1 << 16
+"""Longest header line read in one go (jAER's are under 200 bytes)."""
 FORMAT = "aedat2"
 
 # decoder state slots (carried from block to block)
@@ -87,15 +89,14 @@ def _parse_header(path: Path) -> tuple[int, dict[str, str]]:
     header: dict[str, str] = {}
     with path.open("rb") as f:
         offset = 0
-        while True:
-            line = f.readline()
-            if not line.startswith(b"#"):
-                return offset, header
+        while f.peek(1)[:1] == b"#":  # never readline() into the binary records: they may hold no newline
+            line = f.readline(MAX_HEADER_LINE)
             text = line.decode("latin-1").strip().lstrip("#").strip()
             key, sep, value = text.partition(":")
             if sep:
                 header.setdefault(key.strip(), value.strip())
             offset += len(line)
+        return offset, header
 
 
 def _events(path: Path, start: int, chunk_events: int, rec: Recording) -> Iterator[Events]:
