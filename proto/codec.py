@@ -144,6 +144,8 @@ def _views(frames: object) -> list[memoryview]:
     for i, frame in enumerate(frames):
         try:
             view = memoryview(frame)  # type: ignore[arg-type]  # any buffer is welcome; others fail here
+            if not view.c_contiguous:
+                raise ProtocolError("bad_frame_type", f"frame {i} is not a contiguous buffer")
             views.append(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
         except (TypeError, ValueError, BufferError):
             raise ProtocolError("bad_frame_type", f"frame {i} is not bytes-like: {type(frame).__name__}") from None

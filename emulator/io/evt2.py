@@ -221,7 +221,7 @@ def decode_words(
             k, pos, bad = enc.decode(words, pos, event_words(out), k, chunk_events, state, info.width, info.height)
             while k >= chunk_events:
                 rest = np.empty(chunk_events + enc.slack, dtype=EVENT_DTYPE)
-                rest[: k - chunk_events] = out[chunk_events:k]
+                event_words(rest)[: k - chunk_events] = event_words(out)[chunk_events:k]  # whole events, padding too
                 yield out[:chunk_events], None
                 out, k = rest, k - chunk_events
         if bad >= 0:

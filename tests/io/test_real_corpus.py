@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from emulator.io import open_recording
@@ -49,3 +50,16 @@ def test_recording_matches_sources(entry: SourceEntry) -> None:
     assert s.y_range in (entry.y_range, mirrored)
     assert s.x_range is not None and s.x_range[1] < width
     assert s.y_range is not None and s.y_range[1] < height
+
+
+@pytest.mark.parametrize("chunk_events", [1, 3, 4096, 1 << 20])
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.relpath for e in ENTRIES])
+def test_padding_bytes_are_zero_at_every_chunk_size(entry: SourceEntry, chunk_events: int) -> None:
+    """Event padding goes on the wire as is: it must never carry leftover heap bytes."""
+    limit = 50_000  # enough to cross many chunk boundaries, quick even at 1 event a chunk
+    seen = 0
+    for chunk in open_recording(real_dir() / entry.relpath, chunk_events=chunk_events).chunks:
+        assert not chunk.view(np.uint8).reshape(-1, 16)[:, 13:].any()
+        seen += len(chunk)
+        if seen >= limit:
+            break

@@ -193,3 +193,15 @@ def test_every_topic_of_the_kind_is_accepted(kind: str) -> None:
     frames = frames_of(SAMPLES[kind]())
     for topic in (t for t in TOPICS if t.kind == header_of(frames)["k"]):
         assert decode([topic.wire, *frames[1:]]).topic == topic.name
+
+
+def test_non_contiguous_payload_is_a_protocol_error() -> None:
+    from proto.codec import ProtocolError, decode, encode
+    from proto.events import make_events
+    from proto.messages import EventBatch
+
+    frames = encode(EventBatch(stream="s", seq=0, sent_ns=1, events=make_events([1], [0], [0], [1]), width=4, height=4))
+    strided = np.frombuffer(bytes(frames[2]) * 2, dtype=np.uint8)[::2]  # 16 bytes, not contiguous
+    with pytest.raises(ProtocolError) as err:
+        decode([frames[0], frames[1], strided])
+    assert err.value.reason == "bad_frame_type"
