@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import zmq
@@ -16,6 +17,7 @@ from proto.codec import decode
 from proto.errors import ProtocolError
 from proto.events import Events
 from proto.messages import Message, Prediction, Telemetry
+from proto.sequence import SequenceTracker
 from proto.topics import ENDPOINTS, TOPICS, find_topic
 from services.clock import SystemClock
 from services.pacing import check_speed
@@ -23,6 +25,7 @@ from services.sensor import Sensor, SensorConfig
 from services.signals import stop_on_signals
 from services.sockets import publisher, subscriber
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 LISTEN_POLL_MS = 200
 
@@ -70,6 +73,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     report = inspect_report(rec.info.format, rec.info.width, rec.info.height, summary)
     if args.json:
         print(json.dumps(report))
+        if any(rec.dropped.values()):  # the JSON object keeps exactly its keys: skips go to stderr
+            print(f"skipped records: {json.dumps(rec.dropped)}", file=sys.stderr)
     else:
         for key, value in report.items():
             print(f"{key:12} {value}")
@@ -82,7 +87,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _speed(text: str) -> float | None:
-    if text in ("max", "0", "inf"):
+    if text in ("max", "0"):
         return None
     try:
         return check_speed(float(text))
@@ -92,8 +97,8 @@ def _speed(text: str) -> float | None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     cfg = SensorConfig(
-        source=args.file, endpoint=args.endpoint, speed=args.speed, loop=args.loop,
-        window_us=args.window_us, stream=args.stream, wait_subscriber_s=args.wait_subscriber,
+        source=args.file, endpoint=args.endpoint, speed=args.speed, loop=args.loop, window_us=args.window_us,
+        stream=args.stream, wait_subscriber_s=args.wait_subscriber, lenient=args.lenient,
     )  # fmt: skip
     stop = threading.Event()
     stop_on_signals(stop)
@@ -107,9 +112,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         ctx.term()
     print(
         f"sent {c.events_sent} events in {c.batches_sent} batches over {c.passes} pass(es); "
-        f"{c.late_batches} batches late by > 2 ms (worst {c.max_late_us / 1000:.2f} ms)",
+        f"{c.late_batches} batches late by > 2 ms (worst {c.max_late_us / 1000:.2f} ms); "
+        f"{c.reordered_events} events with backwards timestamps reordered",
         file=sys.stderr,
     )
+    if c.dropped:
+        print(f"dropped: {json.dumps(c.dropped)}", file=sys.stderr)
+    if c.damage is not None:
+        print(f"warning: stopped early: {c.damage}", file=sys.stderr)
     return 0
 
 
@@ -134,22 +144,38 @@ def cmd_listen(args: argparse.Namespace) -> int:
     sock = subscriber(ctx, endpoints[0], [topic.wire])
     for extra in endpoints[1:]:
         sock.connect(extra)
-    seen = bad = 0
+    seen = 0
+    bad: Counter[str] = Counter()
+    seqs = SequenceTracker()
     try:
         while not stop.is_set() and (args.count is None or seen < args.count):
             if not sock.poll(LISTEN_POLL_MS, zmq.POLLIN):
                 continue
-            frames = sock.recv_multipart(copy=False)
-            try:
-                print(describe(decode(frames)), flush=True)
-            except ProtocolError as exc:
-                bad += 1
-                print(f"bad message ({exc.reason}): {exc}", file=sys.stderr)
             seen += 1
+            try:
+                msg = decode(sock.recv_multipart(copy=False))
+            except ProtocolError as exc:
+                bad[exc.reason] += 1
+                print(f"bad message ({exc.reason}): {exc}", file=sys.stderr)
+                continue
+            seqs.track(msg.stream, msg.topic, msg.seq)
+            print(describe(msg), flush=True)
     finally:
         sock.close(linger=0)
         ctx.term()
+    print(
+        f"{seen} messages; {sum(bad.values())} malformed {dict(bad) or ''}; "
+        f"{seqs.lost} lost (sequence gaps); {seqs.restarts} sender restarts",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed",
         type=_speed,
         default=1.0,
-        help="time scale, 0.1 to 1000, or 'max' for as fast as possible (default 1)",
+        help="time scale, 0.1 to 1000, or 'max' (or 0) for as fast as possible (default 1)",
     )
     p.add_argument("--loop", action="store_true", help="start again at the end (event time keeps increasing)")
     p.add_argument(
@@ -203,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait up to SECONDS for a first subscriber before starting (default: start at once)",
     )
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="on a truncated/corrupt file, replay the events before the damage and stop",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
@@ -217,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="publisher endpoint to connect to (repeatable; default: the topic's publishers)",
     )
-    p.add_argument("--count", type=int, default=None, help="exit after this many messages")
+    p.add_argument("--count", type=_positive, default=None, help="exit after this many messages")
     p.set_defaults(func=cmd_listen)
     return parser
 
@@ -226,9 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (RecordingError, ValueError, TimeoutError) as exc:
+    except (RecordingError, ValueError) as exc:
         print(f"speck-edge {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (OSError, zmq.ZMQError) as exc:  # unreachable camera, endpoint in use, no subscriber in time
+        print(f"speck-edge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     return code

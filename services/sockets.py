@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import zmq
+
+STOP_POLL_MS = 100
+"""Longest a blocking wait goes without looking at the stop flag."""
 
 DEFAULT_HWM = 100_000
 """Messages queued per peer before PUB drops: ~100 s of 1 ms batches, so only a dead
@@ -36,11 +40,11 @@ def subscriber(
     return sock
 
 
-def wait_for_subscriber(sock: zmq.Socket[bytes], timeout_ms: int) -> bool:
-    """Block until an XPUB socket receives a subscription; False on timeout."""
+def wait_for_subscriber(sock: zmq.Socket[bytes], timeout_ms: int, stop: threading.Event) -> bool:
+    """Block until an XPUB socket receives a subscription; False on timeout or when ``stop`` is set."""
     deadline = time.monotonic() + timeout_ms / 1000
-    while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
-        if sock.poll(left_ms, zmq.POLLIN) and sock.recv()[:1] == b"\x01":
+    while not stop.is_set() and (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+        if sock.poll(min(left_ms, STOP_POLL_MS), zmq.POLLIN) and sock.recv()[:1] == b"\x01":
             return True
     return False
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proto.events import make_events
+from proto.events import EVENT_DTYPE, make_events
 from services.pacing import Pacer, check_speed, windows
 
 
@@ -42,9 +42,12 @@ def test_windows_partition_the_stream(gaps: list[int], window: int, cuts: list[i
     assert starts == sorted(set(starts))
 
 
-def test_backwards_timestamp_stays_in_current_window() -> None:
-    out = list(windows([_events([100, 250, 240, 400])], 100))
-    assert [w.events["t"].tolist() for w in out] == [[100], [250, 240], [400]]
+def test_backwards_timestamps_are_kept_sorted_and_counted() -> None:
+    out = list(windows([_events([100, 250, 240, 400, 90, 420])], 100))
+    # a backwards event stays in the window being filled (never lost) and the window is sorted
+    assert [w.events["t"].tolist() for w in out] == [[100], [240, 250], [90, 400, 420]]
+    assert [w.reordered for w in out] == [0, 1, 1]
+    assert all(w.events.dtype == EVENT_DTYPE for w in out)
 
 
 def test_window_must_be_positive() -> None:

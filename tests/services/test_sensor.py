@@ -90,7 +90,7 @@ def test_loop_keeps_time_increasing(ctx: zmq.Context[zmq.Socket[bytes]]) -> None
     counters = Sensor(cfg, pub, StopAfter(n_windows * 2 + 10), threading.Event()).run()
     batches = [m for m in _drain(sub) if isinstance(m, EventBatch)]
     assert counters.passes == 3
-    assert len(batches) == n_windows * 2 + 10
+    assert n_windows * 2 < len(batches) <= n_windows * 2 + 10  # two whole passes, and into the third
     t = np.concatenate([b.events["t"] for b in batches])
     assert bool(np.all(t[1:] >= t[:-1]))
 
@@ -111,20 +111,24 @@ def test_real_time_replay_is_on_time_and_lossless(
     events, _ = read_recording(path)
     port = free_port()
     proc = _replay(path, speed, port)
-    sub = subscriber(ctx, f"tcp://127.0.0.1:{port}", [RAW])
+    sub = subscriber(ctx, f"tcp://127.0.0.1:{port}", [RAW, TELEMETRY])
     batches: list[EventBatch] = []
-    received = 0
+    final: Telemetry | None = None
     deadline = time.monotonic() + 60 + 2 * float(np.ptp(events["t"])) / 1e6 / speed
     try:
-        while received < len(events) and time.monotonic() < deadline:
+        while final is None and time.monotonic() < deadline:  # the last telemetry follows the last batch
             if sub.poll(100, zmq.POLLIN):
                 msg = decode(sub.recv_multipart())
-                assert isinstance(msg, EventBatch)
-                batches.append(msg)
-                received += len(msg.events)
+                if isinstance(msg, EventBatch):
+                    batches.append(msg)
+                elif isinstance(msg, Telemetry) and msg.values["events_sent"] == len(events):
+                    final = msg
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+    # the sender's own view, against its absolute schedule: hardly any batch more than 2 ms late
+    assert final is not None
+    assert final.values["late_batches"] <= 0.01 * final.values["batches_sent"]
     assert [b.seq for b in batches] == list(range(len(batches)))  # no gap: nothing lost
     np.testing.assert_array_equal(np.concatenate([b.events for b in batches]), events)
     # timing error of every event: when its batch was published vs when the event is due
@@ -187,13 +191,13 @@ def test_live_dv_stream_is_relayed_without_loss(ctx: zmq.Context[zmq.Socket[byte
         want = sum(map(len, SENT))
         got: list[EventBatch] = []
         deadline = time.monotonic() + 30
-        # every window but the last goes out as soon as a later event arrives
-        while sum(len(b.events) for b in got) < want - len(SENT[-1]) and time.monotonic() < deadline:
-            got += [m for m in _drain(sub) if isinstance(m, EventBatch)]
+        # live windows are not held back until a later event: everything arrives while streaming
+        while sum(len(b.events) for b in got) < want and time.monotonic() < deadline:
+            if sub.poll(100, zmq.POLLIN):
+                got += [m for m in _drain(sub) if isinstance(m, EventBatch)]
     finally:
         stop.set()
         runner.join(timeout=30)
-    got += [m for m in _drain(sub) if isinstance(m, EventBatch)]  # the last window, flushed on stop
     assert not runner.is_alive()
     np.testing.assert_array_equal(np.concatenate([b.events for b in got]), np.concatenate(SENT))
     assert [b.seq for b in got] == list(range(len(got)))
