@@ -10,8 +10,8 @@ Peers, each doing the same job (file → events with x, y, t, p):
 * AEDAT 4 — ``aedat.Decoder`` (Rust), all event packets concatenated.
 * EVT 3 / EVT 2 / DAT — ``expelliarmus.Wizard(...).read()`` (C).
 
-Each reader runs once to warm up (numba loads its cache), then ``--reps`` times; the
-median is reported. Timings include opening and reading the file (page-cached).
+Each reader runs once to warm up (numba loads its cache), then ``--reps`` times,
+alternating with the others run by run; the median is reported. Timings include opening and reading the file (page-cached).
 Large synthetic AEDAT 2.0 and DAT files (real records repeated, written to a temp dir)
 show the steady-state rate once per-file costs no longer dominate. "ours" reads the
 whole file into one array (what the peers do); "chunked" is the bounded-memory
@@ -87,14 +87,17 @@ def peer_for(fmt: str, name: str) -> Callable[[Path], int]:
     return expelliarmus_wizard(fmt)
 
 
-def median_seconds(fn: Callable[[Path], int], path: Path, reps: int) -> tuple[float, int]:
-    n = fn(path)  # warm-up
-    times = []
+def median_seconds(fns: list[Callable[[Path], int]], path: Path, reps: int) -> list[tuple[float, int]]:
+    """Median time and event count of each reader, the readers alternating run by run
+    (so a noisy moment of the shared machine hits them alike)."""
+    counts = [fn(path) for fn in fns]  # warm-up
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
-        t = time.perf_counter()
-        fn(path)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), n
+        for fn, ts in zip(fns, times, strict=True):
+            t = time.perf_counter()
+            fn(path)
+            ts.append(time.perf_counter() - t)
+    return [(statistics.median(ts), n) for ts, n in zip(times, counts, strict=True)]
 
 
 def big_copy(src: Path, n_events: int, out_dir: Path, record: str, t_col: int) -> Path:
@@ -120,7 +123,7 @@ def big_copy(src: Path, n_events: int, out_dir: Path, record: str, t_col: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--big-events", type=int, default=20_000_000)
     args = ap.parse_args()
     print(f"{'format':7} {'file':52} {'events':>9} {'ours':>7} {'chunked':>8} {'peer':>13} {'peer':>7} {'ratio':>6}")
@@ -132,9 +135,9 @@ def main() -> None:
         ]
         for fmt, rel, peer in [*CASES, *big]:
             path = REAL / rel
-            t_ours, n = median_seconds(ours, path, args.reps)
-            t_chunked, _ = median_seconds(ours_chunked, path, args.reps)
-            t_peer, n_peer = median_seconds(peer_for(fmt, peer), path, args.reps)
+            (t_ours, n), (t_chunked, _), (t_peer, n_peer) = median_seconds(
+                [ours, ours_chunked, peer_for(fmt, peer)], path, args.reps
+            )
             if n != n_peer:
                 raise SystemExit(f"{rel}: ours read {n} events, {peer} read {n_peer}")
             name = rel if not Path(rel).is_absolute() else f"synthetic: real records repeated ({n / 1e6:.0f} M)"
