@@ -33,7 +33,7 @@ import numpy as np
 
 from emulator.io import aedat4_packets as pk
 from emulator.io.base import Recording, RecordingError, RecordingInfo, build
-from proto.events import EVENT_DTYPE, Events
+from proto.events import EVENT_DTYPE, PADDING_MASK, Events, event_words
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 FORMAT = "aedat4"
@@ -163,6 +163,7 @@ def rechunk(packets: Iterator[Events], chunk_events: int) -> Iterator[Events]:
         while i < events.shape[0]:
             n = min(chunk_events - k, events.shape[0] - i)
             _raw(out)[k * EVENT_BYTES : (k + n) * EVENT_BYTES] = _raw(events)[i * EVENT_BYTES : (i + n) * EVENT_BYTES]
+            event_words(out)[k : k + n, 1] &= PADDING_MASK  # a file's struct padding is not ours to pass on
             k += n
             i += n
             if k == chunk_events:
