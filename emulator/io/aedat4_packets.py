@@ -42,7 +42,7 @@ import numpy as np
 import zstandard
 
 from emulator.io.base import RecordingError
-from proto.events import EVENT_DTYPE, Events
+from proto.events import EVENT_DTYPE, PADDING_MASK, Events, event_words
 
 SIZE = struct.Struct("<i")
 PACKET_HEADER = struct.Struct("<ii")
@@ -312,32 +312,51 @@ def _event_vector(b: np.ndarray) -> tuple[int, int, int, int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_bad_event(events: np.ndarray, width: int, height: int) -> int:
-    """Index of the first event outside the sensor, with on > 1 or with t < 0 (as int64); else −1."""
+def copy_events(src: np.ndarray, dst: np.ndarray, width: int, height: int) -> int:
+    """Copy event words ``src`` into ``dst`` (see ``proto.events.event_words``), zeroing the
+    struct padding, and checking each event on the way: inside the sensor, on 0/1, t ≥ 0
+    (as int64). Returns the index of the first bad event (nothing from it on is copied), or −1.
+    """
     top = np.uint64(1 << 63)
-    for i in range(events.shape[0]):
-        e = events[i]
-        if e.x >= width or e.y >= height or e.p > 1 or e.t >= top:
+    for i in range(src.shape[0]):
+        t, xyp = src[i, 0], src[i, 1]
+        if (xyp & 0xFFFF) >= width or ((xyp >> 16) & 0xFFFF) >= height or ((xyp >> 32) & 0xFF) > 1 or t >= top:
             return i
+        dst[i, 0] = t
+        dst[i, 1] = xyp & PADDING_MASK
     return -1
 
 
-def event_packet(buf: Buffer, stream: StreamInfo, path: Path, offset: int) -> Events:
-    """The events of one decompressed ``EVTS`` packet: a checked, zero-copy view of ``buf``."""
+def packet_events(buf: Buffer, path: Path, offset: int) -> Events:
+    """The events of one decompressed ``EVTS`` packet, unchecked: a zero-copy view of ``buf``
+    (check them while copying with :func:`copy_events`, or use :func:`event_packet`)."""
     start, count, code, where = _event_vector(np.frombuffer(buf, dtype=np.uint8))
     if code != _OK:
         raise RecordingError(path, offset, f"an EVTS packet: {_ERRORS[code]}", f"not so at byte {where} of {len(buf)}")
-    events = np.frombuffer(buf, dtype=EVENT_DTYPE, count=count, offset=start)
-    bad = _first_bad_event(events, stream.width, stream.height)
+    return np.frombuffer(buf, dtype=EVENT_DTYPE, count=count, offset=start)
+
+
+def bad_event(events: Events, bad: int, stream: StreamInfo, path: Path, offset: int) -> RecordingError:
+    """The error for event ``bad`` of a packet that :func:`copy_events` refused."""
+    e = events[bad]
+    t, x, y, on = int(e["t"]), int(e["x"]), int(e["y"]), int(e["p"])
+    return RecordingError(
+        path,
+        offset,
+        f"an EVTS packet: events inside the {stream.width}x{stream.height} sensor with on 0/1 and t >= 0",
+        f"event {bad}: t={t - (1 << 64) if t >> 63 else t} x={x - (1 << 16) if x >> 15 else x} "
+        f"y={y - (1 << 16) if y >> 15 else y} on={on}",
+    )
+
+
+def event_packet(buf: Buffer, stream: StreamInfo, path: Path, offset: int) -> Events:
+    """The events of one decompressed ``EVTS`` packet, checked, in a new array of our own."""
+    events = packet_events(buf, path, offset)
+    out = np.empty(len(events), dtype=EVENT_DTYPE)
+    bad = copy_events(event_words(events), event_words(out), stream.width, stream.height)
     if bad >= 0:
-        t, x, y, on = struct.unpack_from("<qhhB", buf, start + EVENT_BYTES * bad)
-        raise RecordingError(
-            path,
-            offset,
-            f"an EVTS packet: events inside the {stream.width}x{stream.height} sensor with on 0/1 and t >= 0",
-            f"event {bad}: t={t} x={x} y={y} on={on}",
-        )
-    return events
+        raise bad_event(events, bad, stream, path, offset)
+    return out
 
 
 def decode_packet(payload: Buffer, compression: int, stream: StreamInfo, path: Path, offset: int) -> Events:
