@@ -178,6 +178,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from emulator.config_io import load_config
+    from emulator.mapping import MappingError, as_json, format_table, map_layers
+
+    config = load_config(args.config)
+    try:
+        mapping = map_layers(config)
+    except MappingError as err:
+        print(json.dumps(err.as_json()) if args.json else str(err))
+        return EXIT_BAD_INPUT
+    print(json.dumps(as_json(mapping)) if args.json else format_table(mapping))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speck-edge",
@@ -250,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=_positive, default=None, help="exit after this many messages")
     p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser(
+        "map",
+        help="show how a chip config's layers map onto the 9 cores",
+        description="Load a chip config (see docs/chip-config.md), assign its layers to cores as sinabs does "
+        "(max-flow over the cores each layer fits, or the cores the config pins) and print a per-core table: "
+        "layer, kernel/neuron/bias words used and available. For a net that does not fit, say which layer "
+        "fits no free core and why (exit code 2).",
+    )
+    p.add_argument("config", help="the chip config JSON file")
+    p.add_argument("--json", action="store_true", help="print the mapping (or the failure) as one JSON object")
+    p.set_defaults(func=cmd_map)
     return parser
 
 
@@ -257,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (RecordingError, ValueError) as exc:
+    except (RecordingError, ValueError, FileNotFoundError, IsADirectoryError) as exc:
         print(f"speck-edge {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (OSError, zmq.ZMQError) as exc:  # unreachable camera, endpoint in use, no subscriber in time
