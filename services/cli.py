@@ -19,6 +19,7 @@ from proto.events import Events
 from proto.messages import Message, Prediction, Telemetry
 from proto.sequence import SequenceTracker
 from proto.topics import ENDPOINTS, TOPICS, find_topic
+from services import cli_emulate
 from services.clock import SystemClock
 from services.pacing import check_speed
 from services.sensor import Sensor, SensorConfig
@@ -42,7 +43,7 @@ INSPECT_KEYS = (
 )
 
 
-def _progress(chunks: Iterator[Events], desc: str) -> Iterator[Events]:
+def progress(chunks: Iterator[Events], desc: str) -> Iterator[Events]:
     """Show a progress bar (events read) on stderr when it is a terminal."""
     from tqdm import tqdm
 
@@ -69,7 +70,7 @@ def inspect_report(fmt: str, width: int, height: int, s: Summary) -> dict[str, o
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     rec = open_recording(args.file, lenient=args.lenient)
-    summary = summarize(_progress(rec.chunks, "reading"))
+    summary = summarize(progress(rec.chunks, "reading"))
     report = inspect_report(rec.info.format, rec.info.width, rec.info.height, summary)
     if args.json:
         print(json.dumps(report))
@@ -264,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=_positive, default=None, help="exit after this many messages")
     p.set_defaults(func=cmd_listen)
+
+    cli_emulate.add_parser(sub)
 
     p = sub.add_parser(
         "map",

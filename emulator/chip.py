@@ -1,0 +1,209 @@
+"""The whole chip, batch by batch: DVS layer → cores → readout, with power and latency.
+
+One :func:`chip_step` (pure: ``state`` in, new state out) runs a time-ordered event batch:
+
+1. events outside the DVS array are dropped and counted (a recording from a larger sensor);
+2. the noise filter (on sensor coordinates, :mod:`emulator.noise`);
+3. pre-processing: polarity, pooling, ROI, mirror/swap (:mod:`emulator.dvs`);
+4. the DVS output goes to each DVS destination (destination 0 first, per event) as core input
+   ``(layer, channel = p + feature_shift, y, x)``;
+5. the event-driven cores (:mod:`emulator.engine`), depth-first and exact;
+6. spikes routed to the readout are counted per slow-clock cycle (:mod:`emulator.readout`); every
+   cycle that ends by the batch's last event time is decided;
+7. output spikes are stamped input time + the modeled path latency of their layer
+   (:mod:`emulator.latency`), and the batch's activity is priced (:mod:`emulator.power`).
+
+The readout counts spikes at their input event's time (the path latency, a few µs, is far
+below a slow-clock cycle); decision latency adds the path latency back (see ``telemetry``).
+:class:`Chip` is the thin stateful wrapper a service or the CLI holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator import engine
+from emulator.config import READOUT, READOUT_ADDRESS, ChipConfig, CoreLayer
+from emulator.dvs import preprocess
+from emulator.latency import decision_latency_us, delay_us, path_latency_ns
+from emulator.noise import FilterState, init_filter_state, noise_filter
+from emulator.power import ActivityCounts, Rail, energy_j
+from emulator.readout import Decisions, ReadoutState, new_readout_state, readout_step
+from proto.events import SPIKE_DTYPE, Events, Spikes, empty_spikes
+
+
+class ChipParams(NamedTuple):
+    """Everything :func:`chip_step` needs that does not change: the config and what is built from it."""
+
+    config: ChipConfig
+    engine: engine.EngineParams
+    layer_latency_ns: npt.NDArray[np.int64]
+    """Path latency from the sensor to the output of each core layer (longest path)."""
+    readout_latency_ns: int
+    """Path latency of a spike reaching the readout (longest path into it)."""
+
+
+class ChipState(NamedTuple):
+    noise: FilterState
+    engine: engine.EngineState
+    readout: ReadoutState
+
+
+class ChipTelemetry(NamedTuple):
+    """Counts of one step; energies in joules (active only, by rail)."""
+
+    input_events: int
+    outside_sensor: int
+    noise_dropped: int
+    polarity_dropped: int
+    roi_dropped: int
+    kept_events: int
+    synops: int
+    neuron_updates: int
+    spikes_per_layer: tuple[int, ...]
+    routed_spikes: int
+    dropped_routed: int
+    readout_spikes: int
+    active_energy_j: dict[Rail, float]
+    decision_latency_us: npt.NDArray[np.float64]
+
+
+class ChipOutput(NamedTuple):
+    spikes: Spikes
+    """Core output spikes (``layer`` = core layer index) and readout spikes (``layer`` = 12), stamped."""
+    decisions: Decisions
+    telemetry: ChipTelemetry
+
+
+def longest_paths_ns(config: ChipConfig) -> tuple[npt.NDArray[np.int64], int]:
+    """Latency of the longest path from the DVS layer to each core layer's output, and to the readout."""
+    layers = config.layers
+    sources: list[list[int]] = [[] for _ in layers]
+    into_readout: list[int] = []
+    for i, layer in enumerate(layers):
+        for d in layer.destinations:
+            (into_readout if d.layer == READOUT else sources[int(d.layer)]).append(i)
+    memo: dict[int, list[CoreLayer]] = {}
+
+    def path(i: int) -> list[CoreLayer]:  # the config refuses loops, so this ends
+        if i not in memo:
+            longest = max((path(j) for j in sources[i]), key=len, default=[])
+            memo[i] = [*longest, layers[i]]
+        return memo[i]
+
+    per_layer = np.array([path_latency_ns(path(i)) for i in range(len(layers))], np.int64)
+    readout = max((int(per_layer[i]) for i in into_readout), default=0)
+    return per_layer, readout
+
+
+def init_chip(config: ChipConfig, t0_us: int = 0) -> tuple[ChipParams, ChipState]:
+    """Params built once from ``config`` and the chip's state at time ``t0_us``."""
+    per_layer, readout = longest_paths_ns(config)
+    params = ChipParams(config, engine.build_params(config), per_layer, readout)
+    state = ChipState(
+        noise=init_filter_state(config.dvs.width, config.dvs.height),
+        engine=engine.init_state(params.engine, t0_us),
+        readout=new_readout_state(config.readout, config.slow_clock_hz, t0_us),
+    )
+    return params, state
+
+
+def dvs_to_core_inputs(events: Events, config: ChipConfig) -> Spikes:
+    """The pre-processed events as core inputs, one per DVS destination (destination 0 first)."""
+    routes = config.dvs.destinations
+    n = len(events)
+    out = empty_spikes(n * len(routes))
+    for d, route in enumerate(routes):
+        view = out[d :: len(routes)]
+        view["t"] = events["t"]
+        view["layer"] = int(route.layer)
+        view["channel"] = events["p"].astype(np.uint16) + route.feature_shift
+        view["y"] = events["y"]
+        view["x"] = events["x"]
+    return out
+
+
+def _inside_sensor(events: Events, width: int, height: int) -> Events:
+    inside = (events["x"] < width) & (events["y"] < height)
+    return events if bool(inside.all()) else events[inside]
+
+
+def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[ChipState, ChipOutput]:
+    """Run one time-ordered batch of sensor events through the chip (see the module docstring)."""
+    cfg = params.config
+    inside = _inside_sensor(events, cfg.dvs.width, cfg.dvs.height)
+    hz = cfg.slow_clock_hz
+    filtered, noise, noise_dropped = noise_filter(
+        inside, state.noise, cfg.dvs.noise_filter, hz, cfg.dvs.width, cfg.dvs.height
+    )
+    pre, dvs_counts = preprocess(filtered, cfg.dvs)
+    eng, spikes, counts = engine.step(state.engine, dvs_to_core_inputs(pre, cfg), params.engine)
+    to_readout = spikes[spikes["layer"] == READOUT_ADDRESS]
+    t_end = int(events["t"][-1]) + 1 if len(events) else 0
+    decisions, readout = (
+        readout_step(to_readout, state.readout, cfg.readout, hz, t_end) if t_end else (_no_decisions(), state.readout)
+    )
+    stamped = _stamp(spikes, params)
+    activity = ActivityCounts(
+        synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
+        routed_spikes=int(counts.routed.sum()), input_events=len(pre),
+    )  # fmt: skip
+    telemetry = ChipTelemetry(
+        input_events=len(events), outside_sensor=len(events) - len(inside), noise_dropped=noise_dropped,
+        polarity_dropped=dvs_counts.polarity, roi_dropped=dvs_counts.roi, kept_events=len(pre),
+        synops=activity.synops, neuron_updates=activity.neuron_updates,
+        spikes_per_layer=tuple(int(n) for n in counts.spikes), routed_spikes=activity.routed_spikes,
+        dropped_routed=int(counts.dropped.sum()), readout_spikes=len(to_readout),
+        active_energy_j=energy_j(activity),
+        decision_latency_us=decision_latency_us(decisions) + params.readout_latency_ns / 1000,
+    )  # fmt: skip
+    return ChipState(noise, eng, readout), ChipOutput(stamped, decisions, telemetry)
+
+
+def _stamp(spikes: Spikes, params: ChipParams) -> Spikes:
+    """Spikes stamped input time + path latency: per core layer, or into the readout."""
+    out = spikes.copy()
+    layer = spikes["layer"].astype(np.int64)
+    core = layer != READOUT_ADDRESS
+    delay = np.full(len(spikes), delay_us(params.readout_latency_ns), np.uint64)
+    per_layer_us = np.array([delay_us(int(ns)) for ns in params.layer_latency_ns], np.uint64)
+    delay[core] = per_layer_us[layer[core]] if len(per_layer_us) else 0
+    out["t"] = spikes["t"] + delay
+    return out
+
+
+def _no_decisions() -> Decisions:
+    from emulator.readout import DECISION_DTYPE
+
+    return np.zeros(0, DECISION_DTYPE)
+
+
+@dataclass
+class Chip:
+    """A chip and its state: ``Chip.from_config(config).step(events)`` batch after batch.
+
+    Without ``t0_us`` the chip powers up at its first event's time (recordings count time from
+    an arbitrary origin; the slow clock and the readout start there, not at t = 0).
+    """
+
+    params: ChipParams
+    state: ChipState | None
+
+    @classmethod
+    def from_config(cls, config: ChipConfig, t0_us: int | None = None) -> Chip:
+        params, state = init_chip(config, t0_us or 0)
+        return cls(params, state if t0_us is not None else None)
+
+    def step(self, events: Events) -> ChipOutput:
+        if self.state is None:
+            t0 = int(events["t"][0]) if len(events) else 0
+            self.state = init_chip(self.params.config, t0)[1]
+        self.state, out = chip_step(self.state, events, self.params)
+        return out
+
+
+__all__ = ["SPIKE_DTYPE", "Chip", "ChipOutput", "ChipParams", "ChipState", "ChipTelemetry", "chip_step", "init_chip"]

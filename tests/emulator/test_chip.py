@@ -1,0 +1,109 @@
+"""The whole chip, batch by batch: DVS layer → noise filter → cores → readout, stamped and priced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emulator.chip import Chip, dvs_to_core_inputs, init_chip
+from emulator.config import READOUT_ADDRESS, Destination, NoiseFilter
+from emulator.config_io import save_config
+from emulator.default_net import speck_net
+from emulator.latency import delay_us
+from emulator.mapping import map_layers
+from proto.events import make_events
+from services.cli import main
+from tests.emulator.config_examples import small_config
+from tests.real_data import real_file
+
+SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"
+
+
+def _events(n: int, seed: int, side: int = 16) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(1_000_000, 1_300_000, n)).astype(np.uint64)
+    return make_events(t, rng.integers(0, side, n), rng.integers(0, side, n), rng.integers(0, 2, n))
+
+
+@pytest.mark.parametrize("mode", ["none", "neighbourhood", "low_pass"])
+def test_batches_give_exactly_what_the_whole_stream_gives(mode: str) -> None:
+    cfg = small_config()
+    cfg = replace(cfg, dvs=replace(cfg.dvs, noise_filter=NoiseFilter(mode=mode, threshold=5, window=3)))  # type: ignore[arg-type]
+    events = _events(3000, seed=1)
+    whole = Chip.from_config(cfg).step(events)
+    chip = Chip.from_config(cfg)
+    parts = [chip.step(events[a:b]) for a, b in ((0, 700), (700, 701), (701, 2500), (2500, 3000))]
+    np.testing.assert_array_equal(concat_spikes([p.spikes for p in parts]), whole.spikes)
+    np.testing.assert_array_equal(np.concatenate([p.decisions for p in parts]), whole.decisions)
+    assert sum(p.telemetry.synops for p in parts) == whole.telemetry.synops > 0
+    assert sum(p.telemetry.kept_events for p in parts) == whole.telemetry.kept_events
+
+
+def concat_spikes(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else parts
+
+
+def test_events_outside_the_sensor_are_dropped_and_counted() -> None:
+    cfg = small_config()  # a 16 x 16 DVS
+    events = _events(500, seed=2, side=32)
+    out = Chip.from_config(cfg).step(events)
+    outside = int(np.count_nonzero((events["x"] >= 16) | (events["y"] >= 16)))
+    assert out.telemetry.outside_sensor == outside > 0
+    assert out.telemetry.kept_events == len(events) - outside
+
+
+def test_dvs_output_goes_to_each_destination_in_order() -> None:
+    cfg = small_config()
+    cfg = replace(cfg, dvs=replace(cfg.dvs, destinations=(Destination(0), Destination(0, feature_shift=0))))
+    events = _events(4, seed=3)
+    inputs = dvs_to_core_inputs(events, cfg)
+    assert len(inputs) == 8
+    np.testing.assert_array_equal(inputs["t"][0::2], events["t"])
+    np.testing.assert_array_equal(inputs["t"][1::2], events["t"])
+    np.testing.assert_array_equal(inputs["channel"][0::2], events["p"])
+
+
+def test_output_spikes_carry_their_modeled_latency() -> None:
+    cfg = small_config()
+    params, _ = init_chip(cfg)
+    events = _events(3000, seed=4)
+    out = Chip.from_config(cfg).step(events)
+    core = out.spikes[out.spikes["layer"] != READOUT_ADDRESS]
+    assert len(core) > 0
+    # every core spike is stamped after some input by exactly its layer's path latency
+    for layer in (0, 1):
+        stamped = core["t"][core["layer"] == layer].astype(np.int64) - delay_us(int(params.layer_latency_ns[layer]))
+        assert set(stamped.tolist()) <= set(events["t"].astype(np.int64).tolist())
+    assert params.layer_latency_ns[0] >= 3360  # the paper's end-to-end minimum
+    assert params.layer_latency_ns[1] > params.layer_latency_ns[0]
+
+
+def test_the_default_speck_net_maps_to_five_cores() -> None:
+    cfg = speck_net()
+    assert len(cfg.layers) == 5
+    assert sorted(map_layers(cfg).cores) == [0, 1, 2, 3, 4]
+
+
+def test_emulate_cli_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = real_file(SHORT)
+    cfg = small_config()
+    cfg = replace(cfg, dvs=replace(cfg.dvs, width=128, height=128, pooling_x=4, pooling_y=4, roi=(8, 8, 23, 23)))
+    save_config(cfg, tmp_path / "net.json")
+    assert main(["emulate", "--config", str(tmp_path / "net.json"), "--input", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {
+        "input_events", "kept_events", "synops", "spikes_per_layer", "energy_j", "mean_power_w",
+        "latency", "decisions", "duration_s", "wall_s", "realtime_factor",
+    }  # fmt: skip
+    assert doc["input_events"] == 130114
+    assert 0 < doc["kept_events"] <= doc["input_events"]
+    assert set(doc["spikes_per_layer"]) == {"conv1", "head"}
+    assert doc["synops"] > 0
+    assert doc["mean_power_w"]["resting"] == pytest.approx(0.42e-3 + 78.9e-6 + 610.9e-6, rel=1e-6)
+    assert doc["mean_power_w"]["active"] > 0
+    assert doc["energy_j"]["logic"]["active"] > 0
+    assert doc["decisions"]["cycles"] > 0 and doc["realtime_factor"] > 0
