@@ -93,7 +93,9 @@ def engine_params(net: Net) -> EngineParams:
         shape_in=i64([(C_IN, SIDE, SIDE), (F1, half, half)]),
         shape_out=i64([(F1, SIDE, SIDE), (F2, half, half)]),
         ksp=i64([(K, 0, 1), (K, 0, 1)]),  # (k, log2 stride, padding)
-        weights=np.concatenate([net.w1.transpose(1, 2, 3, 0).ravel(), net.w2.transpose(1, 2, 3, 0).ravel()]),
+        weights=np.concatenate(  # [c, ky, kx reversed, f], the engine's layout
+            [net.w1.transpose(1, 2, 3, 0)[:, :, ::-1, :].ravel(), net.w2.transpose(1, 2, 3, 0)[:, :, ::-1, :].ravel()]
+        ),
         w_off=i64([0, net.w1.size]),
         v_off=i64([0, net.v1.size]),
         v0=np.concatenate([net.v1.transpose(1, 2, 0).ravel(), net.v2.transpose(1, 2, 0).ravel()]),

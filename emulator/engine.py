@@ -89,11 +89,16 @@ MAX_OUTPUTS_PER_INPUT: Final = 1 << 22
 raises ``ValueError`` (the given state is untouched). Only huge, dense multi-layer nets reach it."""
 
 
+_SPARE_ROWS: Final = 1 << 24
+"""Output rows reserved beyond one per input (at most 3 per input): reserved, never written, costs nothing."""
+
+
 class EngineParams(NamedTuple):
     """A :class:`ChipConfig`'s core layers flattened into numba-friendly arrays (built once).
 
     Per layer ``L``: ``shape_in[L] = (c, h, w)``, ``shape_out[L] = (f, oh, ow)``, ``ksp[L] = (k, log2 s, p)``;
-    channel-last: weights ``[c, ky, kx, f]`` flattened at ``weights[w_off[L]:]``, states
+    channel-last: weights ``[c, ky, kx, f]`` with ``kx`` reversed (so that, with stride 1, one output
+    row's neurons and their weights are two contiguous runs) flattened at ``weights[w_off[L]:]``, states
     ``[oy, ox, f]`` at ``v_off[L]``; biases at ``bias_off[L]``; destinations ``dest_kind[L, d]`` (DEST_*) and
     ``dest[L, d] = (target layer, log2 pooling, feature_shift)`` (strides and poolings are powers of
     two: the kernel divides by shifting).
@@ -162,7 +167,7 @@ def build_params(config: ChipConfig) -> EngineParams:
         shape_out=shape_out,
         ksp=np.array([(layer.kernel, _log2(layer.stride), layer.padding) for layer in layers], np.int64).reshape(n, 3),
         weights=np.concatenate(
-            [np.asarray(layer.weights, np.int8).transpose(1, 2, 3, 0).ravel() for layer in layers]
+            [np.asarray(layer.weights, np.int8).transpose(1, 2, 3, 0)[:, :, ::-1, :].ravel() for layer in layers]
             + [np.zeros(0, np.int8)]
         ),
         w_off=_offsets([layer.weights.size for layer in layers]),
@@ -255,6 +260,17 @@ def _kernel_params(p: EngineParams) -> tuple[npt.NDArray[np.generic], ...]:
             p.leak, p.bias, p.bias_off, p.decim_n, p.dest_kind, p.dest)  # fmt: skip
 
 
+def _input_words(inputs: Spikes) -> npt.NDArray[np.uint64]:
+    """The inputs as ``(n, 2)`` uint64 words: ``[t, layer | channel << 16 | x << 32 | y << 48]`` (the
+    pad byte is masked off by the kernel). No copy for a contiguous ``SPIKE_DTYPE`` array."""
+    if inputs.dtype != SPIKE_DTYPE:
+        converted = np.zeros(len(inputs), SPIKE_DTYPE)
+        for name in SPIKE_DTYPE.names or ():
+            converted[name] = inputs[name]
+        inputs = converted
+    return np.ascontiguousarray(inputs).view(np.uint64).reshape(-1, 2)
+
+
 def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[EngineState, Spikes, EngineCounts]:
     """Run ``inputs`` (``SPIKE_DTYPE``, ``layer`` = target core layer, time-ordered) through the cores.
 
@@ -263,18 +279,18 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
     module docstring) and this step's counts.
     """
     v, decim = state.v.copy(), state.decimator.copy()
-    t = np.ascontiguousarray(inputs["t"], np.uint64)
-    columns = [inputs[name].astype(np.int64) for name in ("layer", "channel", "y", "x")]
-    ticks = tick_index(t, params.slow_clock_hz)
+    words = _input_words(inputs)
+    n = words.shape[0]
     per_input = outputs_per_input(params)
-    out = np.empty((2 * len(t) + per_input + 2, 2), np.uint64)  # SPIKE_DTYPE rows as two words each
+    # SPIKE_DTYPE rows as two words each; pages never written cost nothing, and ``resize`` (realloc)
+    # trims the rows left over without copying the ones written
+    out = np.empty((n + min(3 * n, _SPARE_ROWS) + per_input + 2, 2), np.uint64)
     counts = np.zeros((params.shape_in.shape[0], N_COUNTERS), np.int64)
     i, n_out, tick, dropped_inputs = 0, 0, state.ticks, 0
     while True:
         i, n_out, tick, dropped_inputs = _run_events(
-            t,
-            *columns,
-            ticks,
+            words,
+            params.slow_clock_hz,
             v,
             decim,
             tick,
@@ -286,10 +302,11 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
             counts,
             dropped_inputs,
         )
-        if i == len(t):
+        if i == n:
             break
-        out = np.concatenate([out[:n_out], np.empty((len(out) + per_input, 2), np.uint64)])
-    spikes = out[:n_out].copy().view(SPIKE_DTYPE).reshape(n_out)
+        out.resize((2 * out.shape[0] + per_input + 2, 2), refcheck=False)  # no view of it exists
+    out.resize((n_out, 2), refcheck=False)
+    spikes = out.view(SPIKE_DTYPE).reshape(n_out)
     result = EngineCounts(
         synops=counts[:, C_SYNOPS].copy(),
         neuron_updates=counts[:, C_UPDATES].copy(),

@@ -1,7 +1,8 @@
 """The numba hot loop of :mod:`emulator.engine`: depth-first propagation with an explicit stack.
 
-Everything here works on flat, channel-last arrays (states ``[oy, ox, f]``, weights ``[c, ky, kx, f]``:
-the innermost loop runs over contiguous channels); :class:`emulator.engine.EngineParams` gives the
+Everything here works on flat, channel-last arrays (states ``[oy, ox, f]``, weights ``[c, ky, kx, f]``
+flipped along ``kx`` (see ``EngineParams``): with stride 1, the neurons of one output
+row covered by an input and their weights are then two contiguous runs, one vectorised loop); :class:`emulator.engine.EngineParams` gives the
 layout, :mod:`emulator.engine` the semantics and every named choice.
 
 The stack holds routed core inputs ``(layer, c, y, x)``. Popping one updates the covered neurons;
@@ -27,12 +28,19 @@ N_COUNTERS = 5
 
 I64 = npt.NDArray[np.int64]
 _U16, _U32, _U48 = np.uint64(16), np.uint64(32), np.uint64(48)
+_MASK8, _MASK16 = np.uint64(0xFF), np.uint64(0xFFFF)
 
 
 @njit(cache=True, inline="always")
 def spike_word(layer: int, channel: int, y: int, x: int) -> np.uint64:
     """The second 8 bytes of a little-endian ``SPIKE_DTYPE`` row: layer, pad, channel, x, y."""
     return np.uint64(layer) | (np.uint64(channel) << _U16) | (np.uint64(x) << _U32) | (np.uint64(y) << _U48)
+
+
+@njit(cache=True, inline="always")
+def tick_of(t: np.uint64, slow_clock_hz: float) -> int:
+    """:func:`emulator.engine.tick_index` of one time (the same float operations)."""
+    return int(np.floor(np.float64(t) * slow_clock_hz / 1e6))
 
 
 @njit(cache=True)
@@ -75,19 +83,15 @@ def leak_ticks(
 
 @njit(cache=True)
 def run_events(
-    ev_t: npt.NDArray[np.uint64],
-    ev_layer: I64,
-    ev_c: I64,
-    ev_y: I64,
-    ev_x: I64,
-    ev_tick: I64,
+    ev: npt.NDArray[np.uint64],
+    slow_clock_hz: float,
     v: npt.NDArray[np.int16],
     decim: I64,
     ticks: int,
     shape_in: I64,
     shape_out: I64,
     ksp: I64,
-    weights: npt.NDArray[np.int8],
+    wflip: npt.NDArray[np.int8],
     w_off: I64,
     v_off: I64,
     th_high: I64,
@@ -121,14 +125,27 @@ def run_events(
     max_fired = shape_out[:, 0] * ((ksp[:, 0] >> ksp[:, 1]) + 1) ** 2  # bound on the spikes of one update
     # a depth-first path visits each layer once; each of its updates leaves ≤ 2 routed inputs a spike
     stack = np.empty((1 + 2 * np.sum(max_fired), 4), np.int64)
-    for i in range(first, ev_t.shape[0]):
-        if n_out + out_per_input + 2 > out.shape[0]:  # + 2: the per-spike guard below reserves 3 rows
+    # without a leaking layer a tick changes nothing but the count of ticks done: ticks only go
+    # forward and the tick index grows with t, so the last count is that of the latest input
+    any_leak = np.any(leak)
+    t_max, seen = np.uint64(0), False
+    for i in range(first, ev.shape[0]):
+        # + 2: the per-spike guard below reserves 3 rows
+        limit = n_out + out_per_input + 2  # this input's rows must end below it
+        if limit > out.shape[0]:
+            if seen:
+                ticks = max(ticks, tick_of(t_max, slow_clock_hz))
             return i, n_out, ticks, dropped_inputs
-        if ev_tick[i] > ticks:
-            leak_ticks(v, ev_tick[i] - ticks, leak, bias, bias_off, shape_out, v_off, th_low, counts)
-            ticks = ev_tick[i]
-        t, layer = ev_t[i], ev_layer[i]
-        c, y, x = ev_c[i], ev_y[i], ev_x[i]
+        t, word = ev[i, 0], ev[i, 1]
+        if any_leak:
+            tick = tick_of(t, slow_clock_hz)
+            if tick > ticks:
+                leak_ticks(v, tick - ticks, leak, bias, bias_off, shape_out, v_off, th_low, counts)
+                ticks = tick
+        else:
+            t_max, seen = max(t_max, t), True
+        layer = np.int64(word & _MASK8)
+        c, x, y = np.int64((word >> _U16) & _MASK16), np.int64((word >> _U32) & _MASK16), np.int64(word >> _U48)
         if layer >= n_layers or c >= shape_in[layer, 0] or y >= shape_in[layer, 1] or x >= shape_in[layer, 2]:
             dropped_inputs += 1
             continue
@@ -144,20 +161,39 @@ def run_events(
             oy_lo, oy_hi = max(0, -((k - 1 - y - p) >> sh)), min(oh - 1, (y + p) >> sh)  # ceil, floor
             ox_lo, ox_hi = max(0, -((k - 1 - x - p) >> sh)), min(ow - 1, (x + p) >> sh)
             th, lo, zero = th_high[layer], th_low[layer], reset_zero[layer]
+            lo16 = int(min(max(lo, STATE_MIN), STATE_MAX))  # ChipConfig keeps thresholds in int16
             for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    wb = w_off[layer] + ((c * k + y + p - (oy << sh)) * k + x + p - (ox << sh)) * nf  # [c, ky, kx, f]
-                    vb = v_off[layer] + (oy * ow + ox) * nf  # states [oy, ox, f]
-                    uv, uw = np.uint64(vb), np.uint64(wb)
-                    for f in range(nf):
-                        uf = np.uint64(f)
-                        vv = v[uv + uf] + np.int64(weights[uw + uf])  # int16 + int64: int64
-                        vv = max(min(vv, STATE_MAX), lo)  # saturate at int16, then the threshold_low clamp
-                        if vv >= th:  # SPIKE_RULE
+                ky = y + p - (oy << sh)
+                sx = ox_lo
+                while sx <= ox_hi:  # stride 1: the whole row is one run (states and flipped weights contiguous)
+                    ex = ox_hi if sh == 0 else sx
+                    kx = x + p - (sx << sh)
+                    uw = np.uint64(w_off[layer] + ((c * k + ky) * k + k - 1 - kx) * nf)  # flipped [c, ky, k-1-kx, f]
+                    uv = np.uint64(v_off[layer] + (oy * ow + sx) * nf)  # states [oy, ox, f]
+                    # pass 1, branch-free (vectorised): v = max(sat16(v + w), low); the largest new state
+                    top = lo16
+                    for j in range((ex - sx + 1) * nf):
+                        uj = np.uint64(j)
+                        s = int(v[uv + uj]) + int(wflip[uw + uj])
+                        s = max(min(s, STATE_MAX), lo16)  # saturate at int16, then the threshold_low clamp
+                        v[uv + uj] = s
+                        top = max(top, s)
+                    sx, ox0 = ex + 1, sx
+                    if top < th:  # no spike: the common case
+                        continue
+                    # pass 2: the neurons that fire, in (ox, f) order (spikes never touch states)
+                    for ox in range(ox0, ex + 1):
+                        ub = uv + np.uint64((ox - ox0) * nf)
+                        for f in range(nf):
+                            uf = ub + np.uint64(f)
+                            vv = int(v[uf])
+                            if vv < th:  # SPIKE_RULE: fires when v >= threshold_high
+                                continue
                             vv = 0 if zero else vv - th
                             vv = min(max(vv, lo, STATE_MIN), STATE_MAX)  # CLAMP_AFTER_RESET
+                            v[uf] = vv
                             # --- the spike: monitor row, decimator, destinations (≤ 3 rows)
-                            if n_out + 3 > out.shape[0]:
+                            if n_out + 3 > limit:
                                 raise ValueError("one input caused more output rows than MAX_OUTPUTS_PER_INPUT")
                             uo = np.uint64(n_out)
                             out[uo, 0], out[uo, 1] = t, spike_word(layer, f, oy, ox)
@@ -187,7 +223,6 @@ def run_events(
                                         sp += 1
                                     else:
                                         counts[layer, C_DROPPED] += 1
-                        v[uv + uf] = vv
             n = nf * max(0, oy_hi - oy_lo + 1) * max(0, ox_hi - ox_lo + 1)
             counts[layer, C_SYNOPS] += n
             counts[layer, C_UPDATES] += n
@@ -197,4 +232,6 @@ def run_events(
                     stack[lo_i, col], stack[hi_i, col] = stack[hi_i, col], stack[lo_i, col]
                 lo_i += 1
                 hi_i -= 1
-    return ev_t.shape[0], n_out, ticks, dropped_inputs
+    if seen:
+        ticks = max(ticks, tick_of(t_max, slow_clock_hz))
+    return ev.shape[0], n_out, ticks, dropped_inputs
