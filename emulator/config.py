@@ -450,6 +450,8 @@ def _slow_clock(value: object) -> float:
     hz = float(value)
     if not (math.isfinite(hz) and SLOW_CLOCK_MIN_HZ <= hz <= SLOW_CLOCK_MAX_HZ):
         raise ConfigLimitError("chip", "slow_clock_hz", f"{hz} is outside {SLOW_CLOCK_MIN_HZ}..{SLOW_CLOCK_MAX_HZ}")
+    if not hz.is_integer():  # the noise filter's and readout's exact tick arithmetic works in whole Hz
+        raise ConfigLimitError("chip", "slow_clock_hz", f"{hz} is not a whole number of Hz")
     return hz
 
 

@@ -212,8 +212,11 @@ def _offsets(sizes: list[int]) -> npt.NDArray[np.int64]:
 
 
 def tick_index(t: npt.NDArray[np.uint64] | int, slow_clock_hz: float) -> npt.NDArray[np.int64]:
-    """Index of the last slow-clock tick at or before ``t`` µs: ``floor(t · hz / 1e6)``."""
-    return np.floor(np.asarray(t, np.float64) * slow_clock_hz / 1e6).astype(np.int64)
+    """Index of the last slow-clock tick at or before ``t`` µs: ``floor(t · hz / 1e6)``, exact in
+    integers (whole Hz, as the config requires; split so epoch-scale times cannot overflow)."""
+    ti = np.asarray(t).astype(np.int64)
+    hz = int(slow_clock_hz)
+    return np.asarray((ti // 1_000_000) * hz + ((ti % 1_000_000) * hz) // 1_000_000, np.int64)
 
 
 def init_state(params: EngineParams, t0: int = 0) -> EngineState:

@@ -37,10 +37,16 @@ def spike_word(layer: int, channel: int, y: int, x: int) -> np.uint64:
     return np.uint64(layer) | (np.uint64(channel) << _U16) | (np.uint64(x) << _U32) | (np.uint64(y) << _U48)
 
 
+US_PER_S = np.int64(1_000_000)
+
+
 @njit(cache=True, inline="always")
 def tick_of(t: np.uint64, slow_clock_hz: float) -> int:
-    """:func:`emulator.engine.tick_index` of one time (the same float operations)."""
-    return int(np.floor(np.float64(t) * slow_clock_hz / 1e6))
+    """:func:`emulator.engine.tick_index` of one time: exact integer arithmetic (whole Hz, as the
+    config requires), split so that epoch-scale µs times times 100 kHz cannot overflow."""
+    ti = np.int64(t)
+    hz = np.int64(slow_clock_hz)
+    return int((ti // US_PER_S) * hz + ((ti % US_PER_S) * hz) // US_PER_S)
 
 
 @njit(cache=True)

@@ -107,3 +107,16 @@ def test_emulate_cli_reports_every_field(tmp_path: Path, capsys: pytest.CaptureF
     assert doc["mean_power_w"]["active"] > 0
     assert doc["energy_j"]["logic"]["active"] > 0
     assert doc["decisions"]["cycles"] > 0 and doc["realtime_factor"] > 0
+
+
+def test_slow_clock_ticks_are_exact_at_epoch_times() -> None:
+    """AEDAT 4 stamps are Unix-epoch µs (~1.6e15): float tick arithmetic would misplace ticks there."""
+    from fractions import Fraction
+
+    from emulator.engine import tick_index
+
+    rng = np.random.default_rng(5)
+    t = rng.integers(1_600_000_000_000_000, 1_700_000_000_000_000, 10_000, dtype=np.uint64)
+    for hz in (1, 1000, 3333, 100_000):
+        exact = [int(Fraction(int(v) * hz, 10**6)) for v in t]  # floor of a non-negative fraction
+        assert tick_index(t, hz).tolist() == exact

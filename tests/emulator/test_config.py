@@ -277,7 +277,7 @@ def test_readout_limits(kwargs: dict[str, Any], message: str) -> None:
         ReadoutConfig(**kwargs)
 
 
-@pytest.mark.parametrize("hz", [0.0, 0.5, 100_001.0, float("nan"), float("inf"), "fast", True])
+@pytest.mark.parametrize("hz", [0.0, 0.5, 1000.5, 100_001.0, float("nan"), float("inf"), "fast", True])
 def test_slow_clock_range(hz: Any) -> None:
     assert "chip: slow_clock_hz" in str(_chip_error(_same("a"), slow_clock_hz=hz))
 
