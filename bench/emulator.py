@@ -10,6 +10,11 @@ process; both start from the same state, and their synop counts and final states
 The engine is timed through its public ``step`` (input conversion, state copy and the output array
 of every spike included); the peer's timing is its loop alone. Rows are medians over ``R``
 alternating runs (compile excluded); ``ratio`` = peer time / engine time.
+
+Then the real-time factor of the whole chip (:class:`emulator.chip.Chip`: noise filter, DVS layer,
+cores, readout, latency stamps, power) with the paper's 5-core Speck net (``emulator.default_net``)
+on every DVS128 recording in ``shared/data/real``: recording duration / wall time, warm numba cache,
+65 536-event steps as ``speck-edge emulate`` runs them.
 """
 
 from __future__ import annotations
@@ -164,5 +169,38 @@ def main() -> None:
     print(f"{'emulator.engine.step':<22} {syn_e / te / 1e6:>11.1f} {args.events / te / 1e6:>11.2f} {th / te:>6.2f}")
 
 
+def realtime_factors(chunk_events: int = 65_536) -> None:
+    """Event-time span / wall time of the whole chip on each DVS128 recording of the corpus."""
+    from pathlib import Path
+
+    from emulator.chip import Chip
+    from emulator.default_net import speck_net
+    from emulator.io import read_recording
+
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+    files = sorted(real.glob("*/*.aedat"))
+    if not files:
+        print(f"no DVS128 recordings under {real}: real-time factors skipped")
+        return
+    config = speck_net()
+    print(
+        f"\n{'recording (speck_net, 5 cores)':<44} {'events':>8} {'synops/ev':>9} {'span s':>7} {'wall s':>7} {'x real time':>11}"
+    )
+    for path in files:
+        events, _ = read_recording(path)
+        Chip.from_config(config).step(events[:1000])  # compile or load numba's cache outside the timing
+        chip = Chip.from_config(config)
+        synops = 0
+        started = time.perf_counter()
+        for i in range(0, len(events), chunk_events):
+            synops += chip.step(events[i : i + chunk_events]).telemetry.synops
+        wall = time.perf_counter() - started
+        span = (int(events["t"][-1]) - int(events["t"][0])) / 1e6
+        print(
+            f"{path.name:<44} {len(events):>8} {synops / len(events):>9.0f} {span:>7.2f} {wall:>7.2f} {span / wall:>11.1f}"
+        )
+
+
 if __name__ == "__main__":
     main()
+    realtime_factors()
