@@ -285,8 +285,8 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
     words = _input_words(inputs)
     n = words.shape[0]
     per_input = outputs_per_input(params)
-    # SPIKE_DTYPE rows as two words each; pages never written cost nothing, and ``resize`` (realloc)
-    # trims the rows left over without copying the ones written
+    # SPIKE_DTYPE rows as two words each; pages never written cost nothing (np.empty touches none;
+    # ndarray.resize would zero-fill the new rows, and that dominated whole runs)
     out = np.empty((n + min(3 * n, _SPARE_ROWS) + per_input + 2, 2), np.uint64)
     counts = np.zeros((params.shape_in.shape[0], N_COUNTERS), np.int64)
     i, n_out, tick, dropped_inputs = 0, 0, state.ticks, 0
@@ -307,9 +307,12 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
         )
         if i == n:
             break
-        out.resize((2 * out.shape[0] + per_input + 2, 2), refcheck=False)  # no view of it exists
-    out.resize((n_out, 2), refcheck=False)
-    spikes = out.view(SPIKE_DTYPE).reshape(n_out)
+        bigger = np.empty((2 * out.shape[0] + per_input + 2, 2), np.uint64)
+        bigger[:n_out] = out[:n_out]
+        out = bigger
+    # keep the rows written: a copy when most of the buffer went unused, so it can be freed
+    rows = out[:n_out].copy() if n_out < out.shape[0] // 2 else out[:n_out]
+    spikes = rows.view(SPIKE_DTYPE).reshape(n_out)
     result = EngineCounts(
         synops=counts[:, C_SYNOPS].copy(),
         neuron_updates=counts[:, C_UPDATES].copy(),
