@@ -32,7 +32,7 @@ from emulator.dvs import preprocess
 from emulator.latency import decision_latency_us, delay_us, path_latency_ns
 from emulator.noise import FilterState, init_filter_state, noise_filter
 from emulator.power import ActivityCounts, Rail, energy_j
-from emulator.readout import Decisions, ReadoutState, new_readout_state, readout_step
+from emulator.readout import DECISION_DTYPE, Decisions, ReadoutState, new_readout_state, readout_step
 from proto.events import SPIKE_DTYPE, Events, Spikes, empty_spikes
 
 
@@ -177,8 +177,6 @@ def _stamp(spikes: Spikes, params: ChipParams) -> Spikes:
 
 
 def _no_decisions() -> Decisions:
-    from emulator.readout import DECISION_DTYPE
-
     return np.zeros(0, DECISION_DTYPE)
 
 

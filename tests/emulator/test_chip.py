@@ -37,14 +37,10 @@ def test_batches_give_exactly_what_the_whole_stream_gives(mode: str) -> None:
     whole = Chip.from_config(cfg).step(events)
     chip = Chip.from_config(cfg)
     parts = [chip.step(events[a:b]) for a, b in ((0, 700), (700, 701), (701, 2500), (2500, 3000))]
-    np.testing.assert_array_equal(concat_spikes([p.spikes for p in parts]), whole.spikes)
+    np.testing.assert_array_equal(np.concatenate([p.spikes for p in parts]), whole.spikes)
     np.testing.assert_array_equal(np.concatenate([p.decisions for p in parts]), whole.decisions)
     assert sum(p.telemetry.synops for p in parts) == whole.telemetry.synops > 0
     assert sum(p.telemetry.kept_events for p in parts) == whole.telemetry.kept_events
-
-
-def concat_spikes(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else parts
 
 
 def test_events_outside_the_sensor_are_dropped_and_counted() -> None:
