@@ -14,7 +14,9 @@ One :func:`chip_step` (pure: ``state`` in, new state out) runs a time-ordered ev
    (:mod:`emulator.latency`), and the batch's activity is priced (:mod:`emulator.power`).
 
 The readout counts spikes at their input event's time (the path latency, a few µs, is far
-below a slow-clock cycle); decision latency adds the path latency back (see ``telemetry``).
+below a slow-clock cycle); a decision's latency is its cycle's end minus the first input that
+contributed to it. ``dvs.pass_sensor_events = false`` blocks every recording event (the chip then
+only sees what other sources would inject; none are modeled yet).
 :class:`Chip` is the thin stateful wrapper a service or the CLI holds.
 """
 
@@ -32,7 +34,7 @@ from emulator.dvs import preprocess
 from emulator.latency import decision_latency_us, delay_us, path_latency_ns
 from emulator.noise import FilterState, init_filter_state, noise_filter
 from emulator.power import ActivityCounts, Rail, energy_j
-from emulator.readout import DECISION_DTYPE, Decisions, ReadoutState, new_readout_state, readout_step
+from emulator.readout import Decisions, ReadoutState, new_readout_state, readout_step
 from proto.events import SPIKE_DTYPE, Events, Spikes, empty_spikes
 
 
@@ -51,12 +53,16 @@ class ChipState(NamedTuple):
     noise: FilterState
     engine: engine.EngineState
     readout: ReadoutState
+    t_last_us: int
+    """The last event time seen: the next batch may not start before it."""
 
 
 class ChipTelemetry(NamedTuple):
     """Counts of one step; energies in joules (active only, by rail)."""
 
     input_events: int
+    blocked_sensor_events: int
+    """All events, when the config sets ``dvs.pass_sensor_events = false``."""
     outside_sensor: int
     noise_dropped: int
     polarity_dropped: int
@@ -108,6 +114,7 @@ def init_chip(config: ChipConfig, t0_us: int = 0) -> tuple[ChipParams, ChipState
         noise=init_filter_state(config.dvs.width, config.dvs.height),
         engine=engine.init_state(params.engine, t0_us),
         readout=new_readout_state(config.readout, config.slow_clock_hz, t0_us),
+        t_last_us=t0_us,
     )
     return params, state
 
@@ -132,10 +139,28 @@ def _inside_sensor(events: Events, width: int, height: int) -> Events:
     return events if bool(inside.all()) else events[inside]
 
 
+def check_time_order(events: Events, t_last_us: int) -> None:
+    """``ValueError`` naming the first event whose time goes back (within the batch or before ``t_last_us``)."""
+    if len(events) == 0:
+        return
+    t = events["t"]
+    if int(t[0]) < t_last_us:
+        raise ValueError(f"events: t[0] = {int(t[0])} µs is before the previous batch's last event ({t_last_us} µs)")
+    back = np.flatnonzero(t[1:] < t[:-1])
+    if len(back):
+        i = int(back[0]) + 1
+        raise ValueError(f"events: t[{i}] = {int(t[i])} µs goes back from t[{i - 1}] = {int(t[i - 1])} µs")
+
+
 def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[ChipState, ChipOutput]:
-    """Run one time-ordered batch of sensor events through the chip (see the module docstring)."""
+    """Run one time-ordered batch of sensor events through the chip (see the module docstring).
+
+    Events must never go back in time, within a batch or across batches (``ValueError``).
+    """
     cfg = params.config
-    inside = _inside_sensor(events, cfg.dvs.width, cfg.dvs.height)
+    check_time_order(events, state.t_last_us)
+    passed = events if cfg.dvs.pass_sensor_events else events[:0]
+    inside = _inside_sensor(passed, cfg.dvs.width, cfg.dvs.height)
     hz = cfg.slow_clock_hz
     filtered, noise, noise_dropped = noise_filter(
         inside, state.noise, cfg.dvs.noise_filter, hz, cfg.dvs.width, cfg.dvs.height
@@ -143,25 +168,25 @@ def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[Chi
     pre, dvs_counts = preprocess(filtered, cfg.dvs)
     eng, spikes, counts = engine.step(state.engine, dvs_to_core_inputs(pre, cfg), params.engine)
     to_readout = spikes[spikes["layer"] == READOUT_ADDRESS]
-    t_end = int(events["t"][-1]) + 1 if len(events) else 0
-    decisions, readout = (
-        readout_step(to_readout, state.readout, cfg.readout, hz, t_end) if t_end else (_no_decisions(), state.readout)
-    )
+    # the cycle holding the last event stays open: the next batch may start at the same µs
+    t_end = int(events["t"][-1]) if len(events) else state.t_last_us
+    decisions, readout = readout_step(to_readout, state.readout, cfg.readout, hz, t_end)
     stamped = _stamp(spikes, params)
     activity = ActivityCounts(
         synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
         routed_spikes=int(counts.routed.sum()), input_events=len(pre),
     )  # fmt: skip
     telemetry = ChipTelemetry(
-        input_events=len(events), outside_sensor=len(events) - len(inside), noise_dropped=noise_dropped,
+        input_events=len(events), blocked_sensor_events=len(events) - len(passed),
+        outside_sensor=len(passed) - len(inside), noise_dropped=noise_dropped,
         polarity_dropped=dvs_counts.polarity, roi_dropped=dvs_counts.roi, kept_events=len(pre),
         synops=activity.synops, neuron_updates=activity.neuron_updates,
         spikes_per_layer=tuple(int(n) for n in counts.spikes), routed_spikes=activity.routed_spikes,
         dropped_routed=int(counts.dropped.sum()), readout_spikes=len(to_readout),
         active_energy_j=energy_j(activity),
-        decision_latency_us=decision_latency_us(decisions) + params.readout_latency_ns / 1000,
+        decision_latency_us=decision_latency_us(decisions),
     )  # fmt: skip
-    return ChipState(noise, eng, readout), ChipOutput(stamped, decisions, telemetry)
+    return ChipState(noise, eng, readout, t_end), ChipOutput(stamped, decisions, telemetry)
 
 
 def _stamp(spikes: Spikes, params: ChipParams) -> Spikes:
@@ -174,10 +199,6 @@ def _stamp(spikes: Spikes, params: ChipParams) -> Spikes:
     delay[core] = per_layer_us[layer[core]] if len(per_layer_us) else 0
     out["t"] = spikes["t"] + delay
     return out
-
-
-def _no_decisions() -> Decisions:
-    return np.zeros(0, DECISION_DTYPE)
 
 
 @dataclass
@@ -198,8 +219,9 @@ class Chip:
 
     def step(self, events: Events) -> ChipOutput:
         if self.state is None:
-            t0 = int(events["t"][0]) if len(events) else 0
-            self.state = init_chip(self.params.config, t0)[1]
+            if len(events) == 0:  # not powered up yet: an empty batch must not fix the start at t = 0
+                return chip_step(init_chip(self.params.config)[1], events, self.params)[1]
+            self.state = init_chip(self.params.config, int(events["t"][0]))[1]
         self.state, out = chip_step(self.state, events, self.params)
         return out
 

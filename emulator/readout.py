@@ -18,7 +18,7 @@ Model (speck-hardware.md §4; every undocumented choice is a named constant belo
 5. **Decision.** ``k* = argmax_k avg_k`` (ties → the lowest class); ``value = avg_{k*}``. If every
    average is 0, the class is 0 and ``value`` 0. ``passed = k* ≠ 0 and value >= threshold``.
 
-Streaming: :func:`readout_step` takes a batch of spikes ending before ``t_end_us`` and returns one
+Streaming: :func:`readout_step` takes a batch of spikes ending at or before ``t_end_us`` and returns one
 :data:`DECISION_DTYPE` row per cycle completed by ``t_end_us``, with the state carried in
 :class:`ReadoutState`; any split of a stream into batches gives the same decisions as the whole.
 Cost is O(spikes + cycles) per call (a dense cycles × 15 count table).
@@ -98,6 +98,13 @@ def cycle_index(t_us: int, slow_clock_hz: float) -> int:
     return (int(t_us) * num) // (den * US_PER_S)
 
 
+def _cycles(t: npt.NDArray[np.uint64], num: int, den: int) -> npt.NDArray[np.int64]:
+    """``t · num // (den · 10⁶)`` for an array, exact and split so Unix-epoch µs cannot overflow int64."""
+    d = den * US_PER_S
+    ti = t.astype(np.int64)
+    return (ti // d) * num + ((ti % d) * num) // d
+
+
 def cycle_end_us(cycle: int, slow_clock_hz: float) -> int:
     """The end of ``cycle``: the first whole µs that belongs to ``cycle + 1``."""
     num, den = _clock(slow_clock_hz)
@@ -142,8 +149,10 @@ def _decide(counts: npt.NDArray[np.int64], average: int, threshold: int) -> tupl
 def readout_step(
     spikes: Spikes, state: ReadoutState, cfg: ReadoutConfig, slow_clock_hz: float, t_end_us: int
 ) -> tuple[Decisions, ReadoutState]:
-    """Count ``spikes`` (all with ``t < t_end_us``, none in an already completed cycle) and decide
-    every cycle that ends at or before ``t_end_us``; returns the decisions and the new state."""
+    """Count ``spikes`` (all with ``t <= t_end_us``, none in an already completed cycle) and decide
+    every cycle that ends at or before ``t_end_us``; returns the decisions and the new state.
+
+    The cycle containing ``t_end_us`` stays open, so the next batch may start at that same µs."""
     if state.history.shape != (cfg.average, N_CLASSES):
         raise ValueError(f"state history has {len(state.history)} cycles, cfg.average is {cfg.average}")
     end_cycle = cycle_index(t_end_us, slow_clock_hz)
@@ -151,11 +160,9 @@ def readout_step(
         raise ValueError(f"t_end_us={t_end_us} lies before the cycle in progress ({state.cycle})")
     num, den = _clock(slow_clock_hz)
     t = spikes["t"].astype(np.uint64)
-    if t.size and int(t.max()) >= t_end_us:
-        raise ValueError(f"spike at t={int(t.max())} µs is not before t_end_us={t_end_us}")
-    if t.size and int(t.max()) > np.iinfo(np.int64).max // num:
-        raise ValueError("spike times too large for exact cycle arithmetic at this slow_clock_hz")
-    rel = (t.astype(np.int64) * num) // (den * US_PER_S) - state.cycle
+    if t.size and int(t.max()) > t_end_us:
+        raise ValueError(f"spike at t={int(t.max())} µs is after t_end_us={t_end_us}")
+    rel = _cycles(t, num, den) - state.cycle
     if rel.size and int(rel.min()) < 0:
         raise ValueError(f"spike at t={int(t[np.argmin(rel)])} µs falls in an already completed cycle")
     classes = spike_classes(spikes, cfg)

@@ -14,7 +14,7 @@ import numpy as np
 from emulator.chip import Chip, ChipOutput
 from emulator.config import ChipConfig
 from emulator.io import open_recording
-from emulator.power import Rail, resting_energy_j
+from emulator.power import PROCESSOR_RAILS, Rail, resting_energy_j
 from proto.events import Events
 
 CHUNK_EVENTS = 65_536
@@ -27,6 +27,7 @@ class Totals:
 
     input_events: int = 0
     kept_events: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
     synops: int = 0
     spikes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     active_j: dict[Rail, float] = field(default_factory=dict)
@@ -39,6 +40,8 @@ class Totals:
         tel = out.telemetry
         self.input_events += tel.input_events
         self.kept_events += tel.kept_events
+        for reason in ("blocked_sensor_events", "outside_sensor", "noise_dropped", "polarity_dropped", "roi_dropped"):
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(getattr(tel, reason))
         self.synops += tel.synops
         per_layer = np.array(tel.spikes_per_layer, np.int64)
         self.spikes = per_layer if self.spikes.size == 0 else self.spikes + per_layer
@@ -80,17 +83,20 @@ def emulate(config: ChipConfig, chunks: Iterator[Events]) -> tuple[Totals, Chip,
 def report(config: ChipConfig, totals: Totals, chip: Chip, span_s: float, wall_s: float) -> dict[str, object]:
     resting = resting_energy_j(span_s)
     rails = [r.name.lower() for r in Rail]
+    processor_resting = sum(resting[r] for r in PROCESSOR_RAILS)
     energy = {r.name.lower(): {"resting": resting.get(r, 0.0), "active": totals.active_j.get(r, 0.0)} for r in Rail}
     labels = config.readout.labels
     return {
         "input_events": totals.input_events,
         "kept_events": totals.kept_events,
+        "dropped_events": totals.dropped,
         "synops": totals.synops,
         "spikes_per_layer": {layer.name: int(n) for layer, n in zip(config.layers, totals.spikes, strict=False)},
         "energy_j": energy,
-        "mean_power_w": {
-            "resting": sum(resting.values()) / span_s if span_s else 0.0,
+        "mean_power_w": {  # processor (comparable to the paper's 0.42 mW resting) and sensor apart
+            "resting": processor_resting / span_s if span_s else 0.0,
             "active": sum(totals.active_j.values()) / span_s if span_s else 0.0,
+            "sensor": (sum(resting.values()) - processor_resting) / span_s if span_s else 0.0,
             "by_rail": {r: (energy[r]["resting"] + energy[r]["active"]) / span_s if span_s else 0.0 for r in rails},
         },
         "latency": {
@@ -116,9 +122,11 @@ def report(config: ChipConfig, totals: Totals, chip: Chip, span_s: float, wall_s
 def cmd_emulate(args: argparse.Namespace) -> int:
     from emulator.config_io import load_config
     from emulator.default_net import speck_net
+    from emulator.mapping import map_layers
 
     config = load_config(args.config) if args.config else speck_net()
-    rec = open_recording(args.input, lenient=args.lenient)
+    map_layers(config)  # a net the chip cannot hold is refused (MappingError names the layer)
+    rec = open_recording(args.input, lenient=args.lenient, chunk_events=CHUNK_EVENTS)
     from services.cli import progress
 
     totals, chip, span, wall = emulate(config, progress(rec.chunks, "emulating"))
@@ -127,6 +135,13 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         _print_text(result)
+    outside = totals.dropped.get("outside_sensor", 0)
+    if outside:
+        print(
+            f"warning: {outside} of {totals.input_events} events lie outside the {config.dvs.width}x"
+            f"{config.dvs.height} DVS array and were dropped (sensor {rec.info.width}x{rec.info.height})",
+            file=sys.stderr,
+        )
     if rec.damage is not None:
         print(f"warning: stopped early: {rec.damage}", file=sys.stderr)
     return 0
@@ -148,8 +163,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run a recording through the chip emulator",
         description="Run a recording through the Speck emulator (DVS layer, noise filter, the cores, the readout) "
         "and print input_events, kept_events, synops, spikes_per_layer, energy_j per rail (resting, active), "
-        "mean_power_w, modeled latency, readout decisions, wall_s and realtime_factor. Without --config it runs "
-        "the paper's 5-core Speck net with fixed random weights.",
+        "mean_power_w, modeled latency, readout decisions, wall_s and realtime_factor (end to end: file "
+        "decoding and the engine's start-up included). Without --config it runs the paper's 5-core Speck net "
+        "with fixed random weights. A net that does not fit the 9 cores is refused (see `speck-edge map`).",
     )
     p.add_argument("--config", help="chip config JSON (docs/chip-config.md); default: the built-in Speck net")
     p.add_argument("--input", required=True, help="the recording to run (any format `inspect` reads)")

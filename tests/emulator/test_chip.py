@@ -92,14 +92,16 @@ def test_emulate_cli_reports_every_field(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["emulate", "--config", str(tmp_path / "net.json"), "--input", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {
-        "input_events", "kept_events", "synops", "spikes_per_layer", "energy_j", "mean_power_w",
+        "input_events", "kept_events", "dropped_events", "synops", "spikes_per_layer", "energy_j", "mean_power_w",
         "latency", "decisions", "duration_s", "wall_s", "realtime_factor",
     }  # fmt: skip
     assert doc["input_events"] == 130114
     assert 0 < doc["kept_events"] <= doc["input_events"]
     assert set(doc["spikes_per_layer"]) == {"conv1", "head"}
     assert doc["synops"] > 0
-    assert doc["mean_power_w"]["resting"] == pytest.approx(0.42e-3 + 78.9e-6 + 610.9e-6, rel=1e-6)
+    assert doc["mean_power_w"]["resting"] == pytest.approx(0.42e-3, rel=1e-6)  # the processor, as the paper
+    assert doc["mean_power_w"]["sensor"] == pytest.approx(78.9e-6 + 610.9e-6, rel=1e-6)
+    assert sum(doc["dropped_events"].values()) == doc["input_events"] - doc["kept_events"]
     assert doc["mean_power_w"]["active"] > 0
     assert doc["energy_j"]["logic"]["active"] > 0
     assert doc["decisions"]["cycles"] > 0 and doc["realtime_factor"] > 0
@@ -116,3 +118,60 @@ def test_slow_clock_ticks_are_exact_at_epoch_times() -> None:
     for hz in (1, 1000, 3333, 100_000):
         exact = [int(Fraction(int(v) * hz, 10**6)) for v in t]  # floor of a non-negative fraction
         assert tick_index(t, hz).tolist() == exact
+
+
+def test_a_batch_may_start_at_the_same_microsecond_the_last_one_ended() -> None:
+    cfg = small_config()
+    events = _events(3000, seed=6)
+    events["t"][1500:1510] = events["t"][1499]  # a burst sharing one timestamp, cut in the middle
+    events["t"] = np.maximum.accumulate(events["t"])
+    whole = Chip.from_config(cfg).step(events)
+    chip = Chip.from_config(cfg)
+    parts = [chip.step(events[:1505]), chip.step(events[1505:])]
+    np.testing.assert_array_equal(np.concatenate([p.decisions for p in parts]), whole.decisions)
+
+
+def test_an_empty_first_batch_does_not_power_the_chip_up_at_t0() -> None:
+    chip = Chip.from_config(small_config())
+    assert len(chip.step(_events(0, seed=7)).decisions) == 0
+    late = _events(200, seed=7)
+    late["t"] += np.uint64(1_600_000_000_000_000)  # Unix-epoch µs, as AEDAT 4 stamps
+    out = chip.step(late)
+    assert len(out.decisions) < 1000  # cycles since power-up, not since 1970
+
+
+def test_time_going_back_is_refused_with_the_index() -> None:
+    chip = Chip.from_config(small_config())
+    events = _events(100, seed=8)
+    chip.step(events[:50])
+    with pytest.raises(ValueError, match="previous batch"):
+        chip.step(events[:10])
+    backwards = events[50:].copy()
+    backwards["t"][7] = backwards["t"][6] - np.uint64(1)
+    with pytest.raises(ValueError, match=r"t\[7\]"):
+        chip.step(backwards)
+
+
+def test_pass_sensor_events_false_blocks_the_recording() -> None:
+    cfg = small_config()
+    cfg = replace(cfg, dvs=replace(cfg.dvs, pass_sensor_events=False))
+    out = Chip.from_config(cfg).step(_events(300, seed=9))
+    assert out.telemetry.blocked_sensor_events == 300
+    assert out.telemetry.kept_events == 0 and out.telemetry.synops == 0
+
+
+def test_readout_cycles_at_100_khz_and_epoch_times_do_not_overflow() -> None:
+    cfg = replace(small_config(), slow_clock_hz=100_000.0)
+    events = _events(2000, seed=10)
+    events["t"] += np.uint64(1_600_000_000_000_000)
+    out = Chip.from_config(cfg).step(events)
+    assert len(out.decisions) > 0
+
+
+def test_emulate_refuses_a_net_that_does_not_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from emulator.config import ChipConfig, CoreLayer
+
+    huge = CoreLayer("huge", (96, 1, 1), np.zeros((1024, 96, 1, 1), np.int8), threshold_high=10)
+    save_config(ChipConfig(layers=(huge,)), tmp_path / "big.json")
+    assert main(["emulate", "--config", str(tmp_path / "big.json"), "--input", str(real_file(SHORT))]) == 2
+    assert "'huge'" in capsys.readouterr().err

@@ -175,7 +175,7 @@ def test_bad_batches_are_refused() -> None:
     with pytest.raises(ValueError, match="completed cycle"):
         readout_step(spikes([(1_500, 0, 0, 0)]), state, cfg, HZ, 3_000)
     with pytest.raises(ValueError, match="t_end_us"):
-        readout_step(spikes([(3_000, 0, 0, 0)]), state, cfg, HZ, 3_000)
+        readout_step(spikes([(3_001, 0, 0, 0)]), state, cfg, HZ, 3_000)
     with pytest.raises(ValueError, match="before the cycle"):
         readout_step(spikes([]), state, cfg, HZ, 1_000)
     with pytest.raises(ValueError, match="average"):
