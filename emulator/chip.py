@@ -174,7 +174,7 @@ def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[Chi
     stamped = _stamp(spikes, params)
     activity = ActivityCounts(
         synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
-        routed_spikes=int(counts.routed.sum()), input_events=len(pre),
+        routed_spikes=int(counts.routed.sum()), input_events=len(inside),  # every event the DVS layer takes in
     )  # fmt: skip
     telemetry = ChipTelemetry(
         input_events=len(events), blocked_sensor_events=len(events) - len(passed),

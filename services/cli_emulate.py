@@ -126,6 +126,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else speck_net()
     map_layers(config)  # a net the chip cannot hold is refused (MappingError names the layer)
+    if not config.dvs.destinations:
+        print("warning: the config's DVS layer has no destination: no event reaches a core", file=sys.stderr)
     rec = open_recording(args.input, lenient=args.lenient, chunk_events=CHUNK_EVENTS)
     from services.cli import progress
 
