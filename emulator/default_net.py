@@ -43,5 +43,5 @@ def speck_net(seed: int = 0) -> ChipConfig:
             CoreLayer(name, shape, weights, threshold_high=threshold, stride=s, padding=p, destinations=(dest,))
         )
     dvs = DvsConfig(pooling_x=4, pooling_y=4, destinations=(Destination(0),))
-    readout = ReadoutConfig(address_mode=3, average=16, labels=GESTURE_LABELS)
+    readout = ReadoutConfig(address_mode=3, average=1, labels=GESTURE_LABELS)  # every cycle with output decides
     return ChipConfig(layers=tuple(layers), dvs=dvs, readout=readout, slow_clock_hz=1000.0)
