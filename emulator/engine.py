@@ -45,6 +45,7 @@ from emulator.engine_kernel import (
     N_COUNTERS,
     run_events,
 )
+from emulator.slow_clock import ticks
 from proto.events import SPIKE_DTYPE, Spikes
 
 # --- the choices the documents leave open (speck-hardware.md §8) ---------------------------
@@ -212,11 +213,8 @@ def _offsets(sizes: list[int]) -> npt.NDArray[np.int64]:
 
 
 def tick_index(t: npt.NDArray[np.uint64] | int, slow_clock_hz: float) -> npt.NDArray[np.int64]:
-    """Index of the last slow-clock tick at or before ``t`` µs: ``floor(t · hz / 1e6)``, exact in
-    integers (whole Hz, as the config requires; split so epoch-scale times cannot overflow)."""
-    ti = np.asarray(t).astype(np.int64)
-    hz = int(slow_clock_hz)
-    return np.asarray((ti // 1_000_000) * hz + ((ti % 1_000_000) * hz) // 1_000_000, np.int64)
+    """Index of the last slow-clock tick at or before ``t`` µs (see :mod:`emulator.slow_clock`)."""
+    return ticks(t, slow_clock_hz)
 
 
 def init_state(params: EngineParams, t0: int = 0) -> EngineState:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from numba import njit
 
 from emulator.config import READOUT_ADDRESS, STATE_MAX, STATE_MIN
+from emulator.slow_clock import tick_at
 
 DEST_NONE, DEST_CORE, DEST_READOUT = 0, 1, 2
 """Kinds of destination slot in ``EngineParams.dest_kind``."""
@@ -35,18 +36,6 @@ _MASK8, _MASK16 = np.uint64(0xFF), np.uint64(0xFFFF)
 def spike_word(layer: int, channel: int, y: int, x: int) -> np.uint64:
     """The second 8 bytes of a little-endian ``SPIKE_DTYPE`` row: layer, pad, channel, x, y."""
     return np.uint64(layer) | (np.uint64(channel) << _U16) | (np.uint64(x) << _U32) | (np.uint64(y) << _U48)
-
-
-US_PER_S = np.int64(1_000_000)
-
-
-@njit(cache=True, inline="always")
-def tick_of(t: np.uint64, slow_clock_hz: float) -> int:
-    """:func:`emulator.engine.tick_index` of one time: exact integer arithmetic (whole Hz, as the
-    config requires), split so that epoch-scale µs times times 100 kHz cannot overflow."""
-    ti = np.int64(t)
-    hz = np.int64(slow_clock_hz)
-    return int((ti // US_PER_S) * hz + ((ti % US_PER_S) * hz) // US_PER_S)
 
 
 @njit(cache=True)
@@ -140,11 +129,11 @@ def run_events(
         limit = n_out + out_per_input + 2  # this input's rows must end below it
         if limit > out.shape[0]:
             if seen:
-                ticks = max(ticks, tick_of(t_max, slow_clock_hz))
+                ticks = max(ticks, int(tick_at(np.uint64(t_max), np.uint64(slow_clock_hz))))
             return i, n_out, ticks, dropped_inputs
         t, word = ev[i, 0], ev[i, 1]
         if any_leak:
-            tick = tick_of(t, slow_clock_hz)
+            tick = int(tick_at(np.uint64(t), np.uint64(slow_clock_hz)))
             if tick > ticks:
                 leak_ticks(v, tick - ticks, leak, bias, bias_off, shape_out, v_off, th_low, counts)
                 ticks = tick
@@ -239,5 +228,5 @@ def run_events(
                 lo_i += 1
                 hi_i -= 1
     if seen:
-        ticks = max(ticks, tick_of(t_max, slow_clock_hz))
+        ticks = max(ticks, int(tick_at(np.uint64(t_max), np.uint64(slow_clock_hz))))
     return ev.shape[0], n_out, ticks, dropped_inputs

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from emulator.config import NoiseFilter
+from emulator.slow_clock import tick_at, tick_start, ticks  # noqa: F401  (ticks: re-exported)
 from proto.events import Events, event_words
 
 FILTER_POSITION: Final = "sensor"
@@ -53,7 +54,6 @@ HOT_PIXEL_BLOCK_S: Final = 0.1
 """Length of the hot-pixel counting block in seconds (rounded to whole ticks, at least one)."""
 MODES: Final = {"none": 0, "neighbourhood": 1, "low_pass": 2, "hot_pixel": 3}
 """Filter mode → kernel code."""
-US_PER_S: Final = 1_000_000
 NO_CUT: Final = (1 << 63) - 1
 """Cut-off tick when ``threshold ≤ 0``: no pixel is ever recent."""
 
@@ -92,28 +92,6 @@ def hot_pixel_limits(slow_clock_hz: int) -> tuple[int, int]:
     """``(block_ticks, max_events_per_block)`` of the hot-pixel rate test."""
     block_ticks = max(1, round(slow_clock_hz * HOT_PIXEL_BLOCK_S))
     return block_ticks, math.ceil(HOT_PIXEL_RATE_HZ * block_ticks / slow_clock_hz)
-
-
-def ticks(t_us: npt.NDArray[np.uint64], slow_clock_hz: int) -> npt.NDArray[np.int64]:
-    """Slow-clock tick index of each timestamp, ``floor(t · hz / 10⁶)``, exact and overflow-free."""
-    t = np.asarray(t_us, dtype=np.uint64)
-    hz = np.uint64(slow_clock_hz)
-    us = np.uint64(US_PER_S)
-    return ((t // us) * hz + (t % us) * hz // us).astype(np.int64)
-
-
-@numba.njit(cache=True, inline="always")
-def _tick(t: np.uint64, hz: np.uint64) -> np.int64:
-    us = np.uint64(US_PER_S)
-    return np.int64((t // us) * hz + (t % us) * hz // us)
-
-
-@numba.njit(cache=True, inline="always")
-def _tick_start(k: np.int64, hz: np.uint64) -> np.uint64:
-    """The first µs of tick ``k``: ``ceil(k · 10⁶ / hz)``, without overflow."""
-    ku, us = np.uint64(k), np.uint64(US_PER_S)
-    q, r = ku // hz, ku % hz
-    return q * us + (r * us + hz - np.uint64(1)) // hz
 
 
 @numba.njit(cache=True, inline="always")
@@ -174,8 +152,8 @@ def _filter_kernel(
     for i in range(words.shape[0]):
         t, w1 = words[i, 0], words[i, 1]
         if t < t_lo or t >= t_hi:
-            now = _tick(t, hz)
-            t_lo, t_hi = _tick_start(now, hz), _tick_start(now + 1, hz)
+            now = tick_at(t, hz)
+            t_lo, t_hi = tick_start(now, hz), tick_start(now + 1, hz)
             cut = now - thr if thr > 0 else np.int64(NO_CUT)
             b = now // block_ticks
         x, y = w1 & np.uint64(0xFFFF), (w1 >> np.uint64(16)) & np.uint64(0xFFFF)

@@ -36,13 +36,6 @@ def _drain(sock: zmq.Socket[bytes]) -> Iterator[object]:
         yield decode(sock.recv_multipart())
 
 
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    yield c
-    c.destroy(linger=0)
-
-
 class StopAfter(FakeClock):
     """A fake clock that sets the stop flag after ``n`` waits (to end a looping replay)."""
 

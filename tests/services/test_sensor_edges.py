@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,6 @@ from tests.real_data import real_file
 
 SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    yield c
-    c.destroy(linger=0)
 
 
 def _aedat2(path: Path, ts: list[int]) -> Path:
