@@ -14,9 +14,15 @@ bounds the stack.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+from llvmlite import ir
 from numba import njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from emulator.config import READOUT_ADDRESS, STATE_MAX, STATE_MIN
 from emulator.slow_clock import tick_at
@@ -30,6 +36,26 @@ N_COUNTERS = 5
 I64 = npt.NDArray[np.int64]
 _U16, _U32, _U48 = np.uint64(16), np.uint64(32), np.uint64(48)
 _MASK8, _MASK16 = np.uint64(0xFF), np.uint64(0xFFFF)
+
+
+@intrinsic
+def _sat_add16(typingctx: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    """``int16 + int16`` saturating at int16's ends, as one LLVM ``sadd.sat`` (``STATE_SATURATES``).
+
+    Numba widens every integer sum to int64, which made the membrane loop run 8 lanes wide; kept in
+    int16 it runs 32 wide (``vpaddsw``): the engine went from 0.70× to 0.96× the hand-written kernel.
+    """
+    sig = types.int16(types.int16, types.int16)
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: list[ir.Value]) -> ir.Value:
+        i16 = ir.IntType(16)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i16, [i16, i16]), "llvm.sadd.sat.i16")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+sat_add16: Callable[[np.int16, np.int16], np.int16] = _sat_add16  # type: ignore[assignment]  # typed for callers
 
 
 @njit(cache=True, inline="always")
@@ -156,7 +182,7 @@ def run_events(
             oy_lo, oy_hi = max(0, -((k - 1 - y - p) >> sh)), min(oh - 1, (y + p) >> sh)  # ceil, floor
             ox_lo, ox_hi = max(0, -((k - 1 - x - p) >> sh)), min(ow - 1, (x + p) >> sh)
             th, lo, zero = th_high[layer], th_low[layer], reset_zero[layer]
-            lo16 = int(min(max(lo, STATE_MIN), STATE_MAX))  # ChipConfig keeps thresholds in int16
+            lo16 = np.int16(min(max(lo, STATE_MIN), STATE_MAX))  # ChipConfig keeps thresholds in int16
             for oy in range(oy_lo, oy_hi + 1):
                 ky = y + p - (oy << sh)
                 sx = ox_lo
@@ -167,12 +193,12 @@ def run_events(
                     uv = np.uint64(v_off[layer] + (oy * ow + sx) * nf)  # states [oy, ox, f]
                     # pass 1, branch-free (vectorised): v = max(sat16(v + w), low); the largest new state
                     top = lo16
-                    for j in range((ex - sx + 1) * nf):
+                    for j in range((ex - sx + 1) * nf):  # all in int16 (see sat_add16)
                         uj = np.uint64(j)
-                        s = int(v[uv + uj]) + int(wflip[uw + uj])
-                        s = max(min(s, STATE_MAX), lo16)  # saturate at int16, then the threshold_low clamp
+                        s: np.int16 = sat_add16(v[uv + uj], np.int16(wflip[uw + uj]))
+                        s = s if s > lo16 else lo16  # noqa: FURB136 (max() measured slower: 0.89× vs 0.95×)
                         v[uv + uj] = s
-                        top = max(top, s)
+                        top = top if top > s else s  # noqa: FURB136
                     sx, ox0 = ex + 1, sx
                     if top < th:  # no spike: the common case
                         continue

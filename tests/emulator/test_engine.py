@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+from numba import njit
 
 from emulator import engine
 from emulator.config import (
     READOUT,
     READOUT_ADDRESS,
     READOUT_INPUT_SHAPES,
+    STATE_MAX,
+    STATE_MIN,
     ChipConfig,
     CoreLayer,
     Destination,
     ReadoutConfig,
 )
 from emulator.engine import build_params, init_state, layer_state, step
+from emulator.engine_kernel import sat_add16
 from proto.events import SPIKE_DTYPE, Spikes
 from tests.emulator.reference_engine import Reference
 
@@ -339,3 +344,19 @@ def test_output_buffer_grows_between_events() -> None:
     ref = Reference(config)
     ref.run(rows)
     assert len(out) == 400 and out == ref.out
+
+
+@njit(cache=True)
+def _sat_add_table(a: npt.NDArray[np.int16], b: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+    out = np.empty((a.shape[0], b.shape[0]), np.int16)
+    for i in range(a.shape[0]):
+        for j in range(b.shape[0]):
+            out[i, j] = sat_add16(a[i], b[j])
+    return out
+
+
+def test_sat_add16_saturates_every_state_and_weight() -> None:
+    states = np.arange(STATE_MIN, STATE_MAX + 1, dtype=np.int16)
+    weights = np.arange(-128, 128, dtype=np.int16)  # every int8 weight, as the kernel widens it
+    expected = np.clip(states.astype(np.int64)[:, None] + weights[None, :], STATE_MIN, STATE_MAX)
+    assert np.array_equal(_sat_add_table(states, weights), expected)
