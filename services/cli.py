@@ -180,10 +180,16 @@ def _positive(text: str) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from emulator.config_io import load_config
+    from emulator.config_io import ConfigError, load_config
     from emulator.mapping import MappingError, as_json, format_table, map_layers
 
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        if not args.json:
+            raise
+        print(json.dumps({"ok": False, "error": {"file": err.file, "path": err.path, "problem": err.problem}}))
+        return EXIT_BAD_INPUT
     try:
         mapping = map_layers(config)
     except MappingError as err:

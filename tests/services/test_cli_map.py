@@ -38,3 +38,14 @@ def test_map_names_the_layer_that_fits_no_core(tmp_path: Path, capsys: pytest.Ca
     assert main(["map", str(tmp_path / "big.json")]) == 2
     out = capsys.readouterr().out
     assert "'huge'" in out and "fits no core" in out and "98304" in out
+
+
+def test_map_json_reports_an_invalid_config_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_config(small_config(), tmp_path / "net.json")
+    doc = json.loads((tmp_path / "net.json").read_text())
+    doc["layers"][0]["stride"] = 3  # Speck strides are 1, 2, 4, 8
+    (tmp_path / "net.json").write_text(json.dumps(doc))
+    assert main(["map", str(tmp_path / "net.json"), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["error"]["file"].endswith("net.json")
+    assert "stride" in report["error"]["path"] + report["error"]["problem"]
