@@ -93,7 +93,7 @@ def test_emulate_cli_reports_every_field(tmp_path: Path, capsys: pytest.CaptureF
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {
         "input_events", "kept_events", "dropped_events", "synops", "spikes_per_layer", "energy_j", "mean_power_w",
-        "latency", "decisions", "duration_s", "wall_s", "realtime_factor",
+        "latency", "decisions", "duration_s", "startup_s", "wall_s", "realtime_factor",
     }  # fmt: skip
     assert doc["input_events"] == 130114
     assert 0 < doc["kept_events"] <= doc["input_events"]
