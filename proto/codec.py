@@ -119,7 +119,8 @@ def decode(frames: Sequence[object]) -> Message:
         events = _records(views[2], EVENT_DTYPE, count, (t0, t1))
         return _build(EventBatch, events=events, width=head["w"], height=head["h"], **env)
     if kind is Kind.SPIKES:
-        return _build(SpikeBatch, spikes=_records(views[2], SPIKE_DTYPE, count, (t0, t1)), **env)
+        spikes = _records(views[2], SPIKE_DTYPE, count, (t0, t1), open_end=True)
+        return _build(SpikeBatch, spikes=spikes, t_end_us=t1, **env)
     body = _body(head, kind)
     if kind is Kind.PREDICTION:
         _expect_count(count, 1)
@@ -215,8 +216,11 @@ def _body(head: dict[Any, Any], kind: Kind) -> dict[Any, Any]:
     return body
 
 
-def _records(view: memoryview, dtype: np.dtype[Any], count: int, span: tuple[int, int]) -> np.ndarray:
-    """The payload as a read-only record array, checked against the header's count and span."""
+def _records(
+    view: memoryview, dtype: np.dtype[Any], count: int, span: tuple[int, int], *, open_end: bool = False
+) -> np.ndarray:
+    """The payload as a read-only record array, checked against the header's count and span
+    (``open_end``: the span may end after the last record, see ``SpikeBatch.t_end_us``)."""
     n, rest = divmod(view.nbytes, dtype.itemsize)
     if rest:
         raise ProtocolError("payload_misaligned", f"{view.nbytes} payload bytes is not a multiple of {dtype.itemsize}")
@@ -228,7 +232,10 @@ def _records(view: memoryview, dtype: np.dtype[Any], count: int, span: tuple[int
         words = words.copy()
     words.flags.writeable = False
     records = words.view(dtype)
-    if time_span(records) != span:
+    first, last = time_span(records)
+    if open_end and len(records) == 0 and span[0] == 0:
+        last = span[1]  # an empty batch that only moves time forward
+    if first != span[0] or (last > span[1] if open_end else last != span[1]):
         raise ProtocolError("time_span_mismatch", f"header span {span}, payload spans {time_span(records)}")
     return records
 

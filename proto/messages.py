@@ -18,7 +18,8 @@ Bodies (all times in µs of the recording's own clock unless marked ``_ns``):
   in pixels. Events are time-ordered (``t`` never decreases; equal ``t`` is normal),
   because the chip emulator processes them in arrival order; ``x < width``,
   ``y < height``, ``p`` in {0, 1}. Padding bytes are neither checked nor compared.
-* :class:`SpikeBatch` — ``spikes`` (``SPIKE_DTYPE``), time-ordered.
+* :class:`SpikeBatch` — ``spikes`` (``SPIKE_DTYPE``), time-ordered, and ``t_end_us``, the
+  event time the batch is complete up to (the header's last time; ≥ the last spike's).
 * :class:`Prediction` — ``class_id``, ``label``, ``score``, the window
   ``[t_start_us, t_end_us]``, ``latency_us`` (the readout's measured latency for
   this decision, wall-clock µs) and ``extras`` (name → number, e.g. class scores).
@@ -152,16 +153,25 @@ class SpikeBatch(_Envelope):
 
     KIND: ClassVar[Kind] = Kind.SPIKES
     spikes: Spikes
+    t_end_us: int = 0
+    """The event time this batch is complete up to (inclusive): no later batch holds a spike at or
+    before it. ``0`` = the last spike's time. Lets a receiver close time windows without spikes."""
     topic: str = "spikes"
 
     def __post_init__(self) -> None:
         self._check_envelope()
         set_field(self, "spikes", frozen_array("spikes", self.spikes, SPIKE_DTYPE))
         check_time_order("spikes.t", self.spikes)
+        check_int(self, "t_end_us", 0, U64_MAX)
+        last = time_span(self.spikes)[1]
+        if self.t_end_us and self.t_end_us < last:
+            raise InvalidMessage("t_end_us", "bad_field_value", f"{self.t_end_us} is before the last spike ({last})")
+        set_field(self, "t_end_us", max(self.t_end_us, last))
 
     @property
     def header(self) -> Header:
-        return self._header(time_span(self.spikes), len(self.spikes))
+        first = time_span(self.spikes)[0]
+        return self._header((first, self.t_end_us), len(self.spikes))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

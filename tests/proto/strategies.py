@@ -62,7 +62,9 @@ def spike_batches(draw: st.DrawFn) -> SpikeBatch:
     spikes["t"] = np.array(draw(times(n)), dtype=np.uint64)
     for name, hi in (("layer", 0xFF), ("channel", 0xFFFF), ("x", 0xFFFF), ("y", 0xFFFF)):
         spikes[name] = draw(st.lists(st.integers(0, hi), min_size=n, max_size=n))
-    return SpikeBatch(spikes=spikes, **draw(envelopes()))
+    last = int(spikes["t"][-1]) if n else 0
+    t_end = draw(st.one_of(st.just(0), st.integers(last, last + 10**6)))  # 0: ends at the last spike
+    return SpikeBatch(spikes=spikes, t_end_us=t_end, **draw(envelopes()))
 
 
 @st.composite

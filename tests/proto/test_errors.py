@@ -149,6 +149,8 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     ("time_span_mismatch", lambda: with_header(ev(), lambda h: h.update(t0=h["t0"] + 1))),
     ("time_span_mismatch", lambda: with_header(ev(), lambda h: h.update(t1=h["t1"] - 1))),
     ("time_span_mismatch", lambda: with_records(with_header(sp(), set_keys(t0=5, c=0)), spikes_at([]))),
+    ("time_span_mismatch", lambda: with_header(sp(), lambda h: h.update(t1=h["t1"] - 1))),  # ends before a spike
+    ("time_span_mismatch", lambda: with_header(sp(), lambda h: h.update(t0=h["t0"] + 1))),
     ("time_not_monotonic", lambda: events_changed(t=[100, 130, 100, 400])),
     ("time_not_monotonic", lambda: with_records(sp(), spikes_at([9, 10, 8, 11]))),
     ("coord_out_of_range", lambda: events_changed(x=[0, 128, 1, 2])),

@@ -172,3 +172,13 @@ def test_equality_compares_arrays_and_fields() -> None:
     assert batch() != batch(events=events_with(x=[0, 3, 6]))
     assert batch() != replace(batch(), topic="events.filtered")
     assert batch() != spikes()
+
+
+def test_spike_batch_end_defaults_to_its_last_spike_and_may_lie_beyond() -> None:
+    assert spikes().t_end_us == 6 and spikes().header.t_last_us == 6
+    later = spikes(t_end_us=1000)
+    assert later.header.t_first_us == 4 and later.header.t_last_us == 1000
+    empty = SpikeBatch(spikes=empty_spikes(0), t_end_us=77, **ENVELOPE)
+    assert (empty.header.t_first_us, empty.header.t_last_us) == (0, 77)
+    with pytest.raises(InvalidMessage, match="t_end_us"):
+        spikes(t_end_us=5)  # before the last spike
