@@ -152,6 +152,53 @@ def check_time_order(events: Events, t_last_us: int) -> None:
         raise ValueError(f"events: t[{i}] = {int(t[i])} µs goes back from t[{i - 1}] = {int(t[i - 1])} µs")
 
 
+class FrontEndCounts(NamedTuple):
+    """What the sensor side did with one batch (steps 1–3 of :func:`chip_step`)."""
+
+    input_events: int
+    blocked_sensor_events: int
+    """All events, when the config sets ``dvs.pass_sensor_events = false``."""
+    outside_sensor: int
+    noise_dropped: int
+    polarity_dropped: int
+    roi_dropped: int
+    kept_events: int
+    dvs_input_events: int
+    """Events the DVS layer took in (priced as input events)."""
+
+
+def front_end_step(noise: FilterState, events: Events, cfg: ChipConfig) -> tuple[FilterState, Events, FrontEndCounts]:
+    """Steps 1–3: drop events outside the array, the noise filter, pre-processing (pure)."""
+    passed = events if cfg.dvs.pass_sensor_events else events[:0]
+    inside = _inside_sensor(passed, cfg.dvs.width, cfg.dvs.height)
+    filtered, noise, noise_dropped = noise_filter(
+        inside, noise, cfg.dvs.noise_filter, cfg.slow_clock_hz, cfg.dvs.width, cfg.dvs.height
+    )
+    pre, dvs_counts = preprocess(filtered, cfg.dvs)
+    counts = FrontEndCounts(
+        input_events=len(events), blocked_sensor_events=len(events) - len(passed),
+        outside_sensor=len(passed) - len(inside), noise_dropped=noise_dropped, polarity_dropped=dvs_counts.polarity,
+        roi_dropped=dvs_counts.roi, kept_events=len(pre), dvs_input_events=len(inside),
+    )  # fmt: skip
+    return noise, pre, counts
+
+
+def cores_step(
+    state: engine.EngineState, pre: Events, params: ChipParams, dvs_input_events: int = 0
+) -> tuple[engine.EngineState, Spikes, engine.EngineCounts, dict[Rail, float]]:
+    """Steps 4, 5 and the pricing of 7: pre-processed events through the cores (pure).
+
+    Returns the new engine state, the unstamped output spikes, the engine's counts and the active
+    energy by rail (``dvs_input_events`` events priced as taken in by the DVS layer).
+    """
+    eng, spikes, counts = engine.step(state, dvs_to_core_inputs(pre, params.config), params.engine)
+    activity = ActivityCounts(
+        synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
+        routed_spikes=int(counts.routed.sum()), input_events=dvs_input_events,
+    )  # fmt: skip
+    return eng, spikes, counts, energy_j(activity)
+
+
 def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[ChipState, ChipOutput]:
     """Run one time-ordered batch of sensor events through the chip (see the module docstring).
 
@@ -159,37 +206,26 @@ def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[Chi
     """
     cfg = params.config
     check_time_order(events, state.t_last_us)
-    passed = events if cfg.dvs.pass_sensor_events else events[:0]
-    inside = _inside_sensor(passed, cfg.dvs.width, cfg.dvs.height)
-    hz = cfg.slow_clock_hz
-    filtered, noise, noise_dropped = noise_filter(
-        inside, state.noise, cfg.dvs.noise_filter, hz, cfg.dvs.width, cfg.dvs.height
-    )
-    pre, dvs_counts = preprocess(filtered, cfg.dvs)
-    eng, spikes, counts = engine.step(state.engine, dvs_to_core_inputs(pre, cfg), params.engine)
+    noise, pre, front = front_end_step(state.noise, events, cfg)
+    # every event the DVS layer takes in is priced
+    eng, spikes, counts, active_j = cores_step(state.engine, pre, params, front.dvs_input_events)
     to_readout = spikes[spikes["layer"] == READOUT_ADDRESS]
     # the cycle holding the last event stays open: the next batch may start at the same µs
     t_end = int(events["t"][-1]) if len(events) else state.t_last_us
-    decisions, readout = readout_step(to_readout, state.readout, cfg.readout, hz, t_end)
-    stamped = _stamp(spikes, params)
-    activity = ActivityCounts(
-        synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
-        routed_spikes=int(counts.routed.sum()), input_events=len(inside),  # every event the DVS layer takes in
-    )  # fmt: skip
+    decisions, readout = readout_step(to_readout, state.readout, cfg.readout, cfg.slow_clock_hz, t_end)
     telemetry = ChipTelemetry(
-        input_events=len(events), blocked_sensor_events=len(events) - len(passed),
-        outside_sensor=len(passed) - len(inside), noise_dropped=noise_dropped,
-        polarity_dropped=dvs_counts.polarity, roi_dropped=dvs_counts.roi, kept_events=len(pre),
-        synops=activity.synops, neuron_updates=activity.neuron_updates,
-        spikes_per_layer=tuple(int(n) for n in counts.spikes), routed_spikes=activity.routed_spikes,
+        input_events=front.input_events, blocked_sensor_events=front.blocked_sensor_events,
+        outside_sensor=front.outside_sensor, noise_dropped=front.noise_dropped,
+        polarity_dropped=front.polarity_dropped, roi_dropped=front.roi_dropped, kept_events=front.kept_events,
+        synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
+        spikes_per_layer=tuple(int(n) for n in counts.spikes), routed_spikes=int(counts.routed.sum()),
         dropped_routed=int(counts.dropped.sum()), readout_spikes=len(to_readout),
-        active_energy_j=energy_j(activity),
-        decision_latency_us=decision_latency_us(decisions),
+        active_energy_j=active_j, decision_latency_us=decision_latency_us(decisions),
     )  # fmt: skip
-    return ChipState(noise, eng, readout, t_end), ChipOutput(stamped, decisions, telemetry)
+    return ChipState(noise, eng, readout, t_end), ChipOutput(stamp(spikes, params), decisions, telemetry)
 
 
-def _stamp(spikes: Spikes, params: ChipParams) -> Spikes:
+def stamp(spikes: Spikes, params: ChipParams) -> Spikes:
     """Spikes stamped input time + path latency: per core layer, or into the readout."""
     out = spikes.copy()
     layer = spikes["layer"].astype(np.int64)
@@ -226,4 +262,7 @@ class Chip:
         return out
 
 
-__all__ = ["SPIKE_DTYPE", "Chip", "ChipOutput", "ChipParams", "ChipState", "ChipTelemetry", "chip_step", "init_chip"]
+__all__ = [
+    "SPIKE_DTYPE", "Chip", "ChipOutput", "ChipParams", "ChipState", "ChipTelemetry", "FrontEndCounts",
+    "chip_step", "cores_step", "front_end_step", "init_chip", "stamp",
+]  # fmt: skip

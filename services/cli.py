@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import zmq
 
@@ -21,6 +25,7 @@ from proto.sequence import SequenceTracker
 from proto.topics import ENDPOINTS, TOPICS, find_topic
 from services import cli_emulate
 from services.clock import SystemClock
+from services.config import Settings, SettingsError
 from services.pacing import check_speed
 from services.sensor import Sensor, SensorConfig
 from services.signals import stop_on_signals
@@ -199,6 +204,37 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    from services.config import load_settings
+
+    settings = load_settings(args.config)
+    if getattr(args, "lossless", False):
+        settings = replace(settings, pipeline=replace(settings.pipeline, lossless=True))
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from services.launch import run_service
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(levelname)s %(message)s")
+    settings = _settings(args)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_service(args.service, settings, stop)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.up import up
+
+    settings = _settings(args)
+    if args.lossless:  # the children read the setting from the environment
+        os.environ["SPECK_EDGE__PIPELINE__LOSSLESS"] = "true"
+    stop = threading.Event()
+    stop_on_signals(stop)
+    return up(settings, args.config, stop, lambda line: print(line, flush=True), args.duration, not args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speck-edge",
@@ -285,6 +321,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="the chip config JSON file")
     p.add_argument("--json", action="store_true", help="print the mapping (or the failure) as one JSON object")
     p.set_defaults(func=cmd_map)
+
+    config_help = "services config TOML (every key: deploy/config/default.toml); SPECK_EDGE__SECTION__KEY overrides"
+    p = sub.add_parser(
+        "up",
+        help="run the whole edge service: sensor, filter, chip, readout, exporter",
+        description="Start the five services as processes (downstream first, each waiting until it reports "
+        "ready), print the predictions as they come, restart a service that dies, and stop everything on "
+        "Ctrl-C. Without --config it replays the bundled default recording through the bundled chip "
+        "config in real time, in a loop; Prometheus metrics at http://127.0.0.1:8790/metrics.",
+    )
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument("--lossless", action="store_true", help="PUSH/PULL with back-pressure, replay as fast as the "
+                   "chip consumes it (offline evaluation; no loss)")  # fmt: skip
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS (default: run until Ctrl-C)")
+    p.add_argument("--quiet", action="store_true", help="do not print every prediction")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "run",
+        help="run one service in the foreground (what `up`, systemd and docker start)",
+        description="Run one service until SIGTERM/SIGINT: sensor (replay or live camera), filter (noise filter "
+        "and pre-processing), chip (attention input mask and the cores), readout (class decisions → "
+        "predictions), exporter (Prometheus metrics). Speaks systemd's notify protocol when NOTIFY_SOCKET "
+        "is set (READY=1 once its sockets are up, WATCHDOG=1, STOPPING=1).",
+    )
+    p.add_argument("service", choices=("sensor", "filter", "chip", "readout", "exporter"))
+    p.add_argument("--config", type=Path, help=config_help)
+    p.set_defaults(func=cmd_run)
     return parser
 
 
@@ -292,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (RecordingError, ValueError, FileNotFoundError, IsADirectoryError) as exc:
+    except (RecordingError, SettingsError, ValueError, FileNotFoundError, IsADirectoryError) as exc:
         print(f"speck-edge {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (OSError, zmq.ZMQError) as exc:  # unreachable camera, endpoint in use, no subscriber in time

@@ -35,7 +35,7 @@ from proto.events import concat_events
 from proto.messages import EventBatch, Telemetry
 from services.clock import Clock
 from services.pacing import Pacer, Window, check_speed
-from services.sockets import send_frames, wait_for_subscriber
+from services.sockets import STOP_POLL_MS, send_frames, wait_for_subscriber
 from services.sources import LIVE_SCHEME, LiveSource, looped, parse_live
 
 LATE_NS = 2_000_000
@@ -120,8 +120,21 @@ class _Pending:
 class Sensor:
     """Runs one replay: a frozen config, an outside clock and socket, a stop flag."""
 
-    def __init__(self, cfg: SensorConfig, sock: zmq.Socket[bytes], clock: Clock, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        cfg: SensorConfig,
+        sock: zmq.Socket[bytes],
+        clock: Clock,
+        stop: threading.Event,
+        *,
+        data_sock: zmq.Socket[bytes] | None = None,
+        telemetry_stream: str | None = None,
+    ) -> None:
+        """``sock`` publishes telemetry, and the events unless ``data_sock`` (a PUSH: lossless, blocking
+        while the consumer is busy) is given; telemetry's stream is ``telemetry_stream`` or ``cfg.stream``."""
         self.cfg, self.sock, self.clock, self.stop = cfg, sock, clock, stop
+        self.data_sock = data_sock
+        self.telemetry_stream = telemetry_stream or cfg.stream
         self.counters = SensorCounters()
         self._next_telemetry_ns = 0
         self._live: LiveSource | None = None
@@ -212,10 +225,22 @@ class Sensor:
             stream=self.cfg.stream, seq=self.counters.batches_sent, sent_ns=now, origin_ns=now,
             events=events, width=self._size[0], height=self._size[1],
         )  # fmt: skip
-        send_frames(self.sock, encode(msg))
+        if self.data_sock is None:
+            send_frames(self.sock, encode(msg))
+        elif not self._send_blocking(self.data_sock, encode(msg)):
+            return  # stopped while the consumer was busy: the batch stays pending
         self.counters.sent(len(events), late_ns)
         pending.windows, pending.events = [], 0
         self._tick()
+
+    def _send_blocking(self, sock: zmq.Socket[bytes], frames: list[bytes | memoryview]) -> bool:
+        """Send once the consumer takes it (telemetry stays on time meanwhile); False if stopped."""
+        while not self.stop.is_set():
+            if sock.poll(STOP_POLL_MS, zmq.POLLOUT):
+                send_frames(sock, frames)
+                return True
+            self._tick()
+        return False
 
     def _telemetry(self) -> None:
         c = self.counters
@@ -227,7 +252,11 @@ class Sensor:
         }  # fmt: skip
         groups = {"dropped": c.dropped} if c.dropped else {}
         msg = Telemetry(
-            stream=self.cfg.stream, seq=c.telemetry_seq, sent_ns=self.clock.wall_ns(), values=values, groups=groups
+            stream=self.telemetry_stream,
+            seq=c.telemetry_seq,
+            sent_ns=self.clock.wall_ns(),
+            values=values,
+            groups=groups,
         )
         send_frames(self.sock, encode(msg))
         c.telemetry_seq += 1

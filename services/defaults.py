@@ -1,0 +1,92 @@
+"""The bundled defaults: names that work wherever a chip config or a recording path is accepted.
+
+* ``default`` (chip config): the paper's 5-core Speck net (:func:`emulator.default_net.speck_net`).
+* ``default-recording``: a deterministic synthetic DVS recording, 128 × 128, 4 s: an arm rotating
+  about the centre of the frame, its edge producing ON events ahead and OFF events behind, plus
+  uniform background noise (~50 k events/s, the DVS128 Gesture rate). Generated on first use into
+  the cache directory (``$SPECK_EDGE_CACHE``, systemd's ``$CACHE_DIRECTORY``, or
+  ``~/.cache/speck-edge``) and read from there afterwards, so nothing large ships in the package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from emulator.config import ChipConfig
+from emulator.default_net import speck_net
+from emulator.io.speck_npz import write_npz
+from proto.events import Events, make_events
+
+DEFAULT_CONFIG = "default"
+DEFAULT_RECORDING = "default-recording"
+RECORDING_VERSION = 1
+"""Bumped when the generator changes, so a stale cached file is never replayed."""
+SIDE = 128
+DURATION_US = 4_000_000
+STEP_US = 1000
+"""The arm advances once per ms."""
+EDGE_EVENTS = 40
+"""Events per ms along the moving edge (≈ 40 k events/s)."""
+NOISE_EVENTS = 10
+"""Background events per ms (≈ 10 k events/s)."""
+TURNS_PER_S = 0.75
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    for key in ("SPECK_EDGE_CACHE", "CACHE_DIRECTORY"):
+        if env.get(key):
+            return Path(env[key].split(":")[0])
+    return Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "speck-edge"
+
+
+def synthetic_events(seed: int = 0) -> Events:
+    """The default recording's events (deterministic for a seed), time-ordered."""
+    rng = np.random.default_rng(seed)
+    steps = DURATION_US // STEP_US
+    t = np.repeat(np.arange(steps, dtype=np.uint64) * STEP_US, EDGE_EVENTS + NOISE_EVENTS)
+    t += rng.integers(0, STEP_US, t.size).astype(np.uint64)
+    angle = 2 * np.pi * TURNS_PER_S * t.astype(np.float64) / 1e6
+    radius = rng.uniform(8, SIDE / 2 - 4, t.size)
+    side = rng.integers(0, 2, t.size)  # ahead of the arm (ON) or behind it (OFF)
+    offset = np.where(side == 1, 1.5, -1.5) * rng.uniform(0.2, 1.0, t.size)
+    x = SIDE / 2 + radius * np.cos(angle) - offset * np.sin(angle)
+    y = SIDE / 2 + radius * np.sin(angle) + offset * np.cos(angle)
+    noise = (np.arange(t.size) % (EDGE_EVENTS + NOISE_EVENTS)) >= EDGE_EVENTS
+    x = np.where(noise, rng.integers(0, SIDE, t.size), x)
+    y = np.where(noise, rng.integers(0, SIDE, t.size), y)
+    p = np.where(noise, rng.integers(0, 2, t.size), side)
+    order = np.argsort(t, kind="stable")
+    xs = np.clip(np.round(x), 0, SIDE - 1).astype(np.uint16)
+    ys = np.clip(np.round(y), 0, SIDE - 1).astype(np.uint16)
+    return make_events(t[order], xs[order], ys[order], p[order].astype(np.uint8))
+
+
+def default_recording(environ: Mapping[str, str] | None = None) -> Path:
+    """The default recording's path, generated into the cache directory on first use."""
+    path = cache_dir(environ) / f"default-recording-v{RECORDING_VERSION}.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        write_npz(tmp, synthetic_events(), width=SIDE, height=SIDE, time_origin="0",
+                  header={"source": "speck-edge default-recording (synthetic rotating arm)"})  # fmt: skip
+        tmp.replace(path)  # atomic: concurrent first uses never see half a file
+    return path
+
+
+def resolve_recording(source: str, environ: Mapping[str, str] | None = None) -> str:
+    """``source``, or the default recording's path for ``default-recording``."""
+    return str(default_recording(environ)) if source == DEFAULT_RECORDING else source
+
+
+def resolve_chip_config(name: str) -> ChipConfig:
+    """The bundled net for ``default``, else the chip config file ``name``."""
+    if name == DEFAULT_CONFIG:
+        return speck_net()
+    from emulator.config_io import load_config
+
+    return load_config(name)

@@ -1,0 +1,156 @@
+"""Build and run one service process from :class:`~services.config.Settings` (``speck-edge run NAME``).
+
+Socket layout (``E`` = ``settings.endpoints``):
+
+=========  ==============================  =====================================  ==============================
+service    input                           output (real time)                     output (lossless)
+=========  ==============================  =====================================  ==============================
+sensor     the recording / dv://           PUB ``E.sensor``: events.raw           PUSH ``E.sensor_lossless``
+filter     SUB ``E.sensor`` / PULL          PUB ``E.filter``: events.filtered      PUSH ``E.filter_lossless``
+chip       SUB ``E.filter`` / PULL          PUB ``E.chip``: spikes                 PUSH ``E.chip_lossless``
+readout    SUB ``E.chip`` / PULL            PUB ``E.readout``: prediction          (the same PUB)
+exporter   SUB every PUB: telemetry, and prediction; HTTP ``exporter.host:port``
+=========  ==============================  =====================================  ==============================
+
+Every service's telemetry goes out on its PUB. A service says ``READY=1`` (:mod:`services.notify`)
+once its sockets are up and its code is compiled, so the first batch is not slowed by numba.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+
+import zmq
+
+from emulator.attention import MaskParams
+from emulator.chip import Chip
+from proto.events import make_events
+from proto.topics import find_topic
+from services.clock import Clock, SystemClock
+from services.config import Settings
+from services.defaults import resolve_chip_config, resolve_recording
+from services.notify import Notifier
+from services.runtime import Runtime, Sockets, Stage
+from services.sensor import Sensor, SensorConfig
+from services.sockets import publisher, subscriber
+from services.stages import ChipStage, FilterStage, ReadoutStage
+
+log = logging.getLogger("speck_edge.launch")
+
+SERVICE_NAMES = ("sensor", "filter", "chip", "readout", "exporter")
+UPSTREAM = {"filter": "sensor", "chip": "filter", "readout": "chip"}
+
+Context = zmq.Context[zmq.Socket[bytes]]
+
+
+def build_stage(name: str, settings: Settings) -> Stage:
+    """The stage of a pipeline service (filter, chip, readout), its code compiled."""
+    config = resolve_chip_config(settings.chip.config)
+    Chip.from_config(config).step(make_events([0], [0], [0], [1]))  # load numba's compiled code now
+    if name == "filter":
+        return FilterStage(config)
+    if name == "chip":
+        c = settings.chip
+        return ChipStage(
+            config, MaskParams(window_us=c.mask_window_us, mask_ratio=c.mask_ratio, history=c.mask_history)
+        )
+    if name == "readout":
+        return ReadoutStage(config)
+    raise ValueError(f"no pipeline stage called {name!r}; stages: {', '.join(UPSTREAM)}")
+
+
+def stage_sockets(ctx: Context, name: str, settings: Settings, topic: str) -> Sockets:
+    """Input from the upstream service, PUB (and in lossless mode PUSH) output."""
+    e, lossless, hwm = settings.endpoints, settings.pipeline.lossless, settings.pipeline.hwm
+    up = UPSTREAM[name]
+    if lossless:
+        pull = ctx.socket(zmq.PULL)
+        pull.setsockopt(zmq.LINGER, 0)
+        pull.setsockopt(zmq.RCVHWM, hwm)
+        pull.connect(e.lossless_data(up))
+        inputs = [pull]
+    else:
+        inputs = [subscriber(ctx, e.publisher(up), [find_topic(topic).wire], hwm=hwm)]
+    pub = publisher(ctx, e.publisher(name), hwm=hwm)
+    output = pub
+    if lossless and name != "readout":
+        output = ctx.socket(zmq.PUSH)
+        output.setsockopt(zmq.LINGER, 0)
+        output.setsockopt(zmq.SNDHWM, hwm)
+        output.bind(e.lossless_data(name))
+    return Sockets(inputs=inputs, output=output, telemetry=pub, lossless_output=lossless and name != "readout")
+
+
+def run_stage(
+    ctx: Context, settings: Settings, stop: threading.Event, clock: Clock, notifier: Notifier, *, name: str
+) -> None:
+    stage = build_stage(name, settings)
+    sockets = stage_sockets(ctx, name, settings, stage.input_topic)
+    try:
+        Runtime(stage, sockets, clock, stop, settings.pipeline.telemetry_interval_s, notifier).run()
+    finally:
+        for sock in {id(s): s for s in [*sockets.inputs, sockets.telemetry, *filter(None, [sockets.output])]}.values():
+            sock.close(0)
+
+
+def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: Clock, notifier: Notifier) -> None:
+    s, p = settings.sensor, settings.pipeline
+    cfg = SensorConfig(
+        source=resolve_recording(s.source), endpoint=settings.endpoints.sensor,
+        speed=None if p.lossless or s.speed == 0 else s.speed, loop=s.loop, window_us=s.window_us,
+        stream=p.stream, telemetry_interval_s=p.telemetry_interval_s,
+    )  # fmt: skip
+    pub = publisher(ctx, cfg.endpoint, hwm=p.hwm)
+    data = None
+    if p.lossless:
+        data = ctx.socket(zmq.PUSH)
+        data.setsockopt(zmq.LINGER, 0)
+        data.setsockopt(zmq.SNDHWM, p.hwm)
+        data.bind(settings.endpoints.sensor_lossless)
+    notifier.ready("sensor running")
+    try:
+        counters = Sensor(cfg, pub, clock, stop, data_sock=data, telemetry_stream="sensor").run()
+        log.info("sensor done: %d events in %d batches", counters.events_sent, counters.batches_sent)
+    finally:
+        notifier.stopping()
+        pub.close(0)
+        if data is not None:
+            data.close(0)
+
+
+def run_exporter_service(
+    ctx: Context, settings: Settings, stop: threading.Event, clock: Clock, notifier: Notifier
+) -> None:
+    from services.exporter import ExporterState, run_exporter, serve, shutdown
+
+    state = ExporterState()
+    server, _, port = serve(settings.exporter.host, settings.exporter.port, state, clock)
+    log.info("metrics at http://%s:%d/metrics", settings.exporter.host, port)
+    notifier.ready(f"metrics on port {port}")
+    try:
+        endpoints = {name: settings.endpoints.publisher(name) for name in ("sensor", "filter", "chip", "readout")}
+        run_exporter(ctx, endpoints, state, stop, clock=clock)
+    finally:
+        notifier.stopping()
+        shutdown(server)
+
+
+RUNNERS: dict[str, Callable[[Context, Settings, threading.Event, Clock, Notifier], None]] = {
+    "sensor": run_sensor,
+    "exporter": run_exporter_service,
+    **{name: partial(run_stage, name=name) for name in UPSTREAM},
+}
+
+
+def run_service(name: str, settings: Settings, stop: threading.Event, notifier: Notifier | None = None) -> None:
+    """Run service ``name`` until ``stop`` is set (or, for the sensor, the recording ends)."""
+    if name not in RUNNERS:
+        raise ValueError(f"unknown service {name!r}; services: {', '.join(SERVICE_NAMES)}")
+    ctx: Context = zmq.Context()
+    try:
+        RUNNERS[name](ctx, settings, stop, SystemClock(), notifier or Notifier())
+    finally:
+        ctx.term()

@@ -1,0 +1,232 @@
+"""The one loop every pipeline stage runs in: poll → decode → pure step → encode → send.
+
+A :class:`Stage` is the service's logic without sockets (``handle`` one input message, say what to
+report); :class:`Runtime` owns the sockets, the clock and the stop flag:
+
+* polls its inputs with a timeout (≤ :data:`~services.sockets.STOP_POLL_MS`) so a stop flag set by
+  SIGTERM/SIGINT is seen at once; drains what is queued in bursts;
+* a frame set that fails to decode is counted by reason (``dropped_messages{decode_<reason>}``),
+  logged once per reason per telemetry interval, dropped, and the loop goes on; sequence gaps of
+  the upstream PUB are counted (``dropped_messages{sequence_gap}``). Any other exception ends
+  the process for its supervisor (systemd, ``speck-edge up``) to restart;
+* every ``telemetry_interval_s`` publishes the stage's telemetry plus its own counters (see
+  :mod:`services.telemetry`) and pets the systemd watchdog; ``READY=1`` once its sockets are set
+  up, ``STOPPING=1`` on the way out (:mod:`services.notify`);
+* lossless outputs (PUSH) block while the next stage is busy — back-pressure — but never longer
+  than the stop flag allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import zmq
+
+from proto.codec import decode, encode
+from proto.errors import ProtocolError
+from proto.fields import Number
+from proto.messages import EventBatch, Message, Prediction, SpikeBatch, Telemetry
+from proto.sequence import SequenceTracker
+from services import telemetry as tm
+from services.clock import Clock
+from services.notify import Notifier
+from services.sockets import STOP_POLL_MS, send_frames
+
+log = logging.getLogger("speck_edge.runtime")
+
+BURST = 256
+"""Messages taken from one input before looking at the clock again."""
+
+Groups = dict[str, dict[str, Number]]
+
+
+class Outbox:
+    """Envelopes for a stage's outputs: its stream, a gap-free ``seq`` per topic, ``sent_ns`` now."""
+
+    def __init__(self, stream: str, clock: Clock) -> None:
+        self.stream, self.clock = stream, clock
+        self._seq: Counter[str] = Counter()
+
+    def envelope(self, topic: str, origin_ns: int) -> dict[str, Any]:
+        seq = self._seq[topic]
+        self._seq[topic] = seq + 1
+        return {
+            "stream": self.stream,
+            "seq": seq,
+            "sent_ns": self.clock.wall_ns(),
+            "origin_ns": origin_ns,
+            "topic": topic,
+        }
+
+
+class Stage(Protocol):
+    """A service's logic: what it listens to, what it does with one message, what it reports."""
+
+    name: str
+    """The service's name: the ``stream`` of its telemetry."""
+    input_topic: str
+
+    def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
+        """The messages to send for one input (of ``input_topic``'s kind)."""
+        ...
+
+    def telemetry(self) -> tuple[dict[str, Number], Groups]:
+        """Stage-specific values and groups (cumulative counters, latest gauges)."""
+        ...
+
+
+def records(msg: Message) -> int:
+    """Records a data message carries: events, spikes, or 1 prediction."""
+    match msg:
+        case EventBatch():
+            return len(msg.events)
+        case SpikeBatch():
+            return len(msg.spikes)
+        case Prediction():
+            return 1
+    return 0
+
+
+@dataclass
+class RuntimeCounters:
+    messages_in: int = 0
+    messages_out: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    dropped_messages: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Sockets:
+    """A stage's sockets: data inputs (SUB or PULL), the data output (PUB or PUSH; None for none) and
+    the PUB its telemetry goes out on (may be the data output)."""
+
+    inputs: list[zmq.Socket[bytes]]
+    output: zmq.Socket[bytes] | None
+    telemetry: zmq.Socket[bytes]
+    lossless_output: bool = False
+
+
+class Runtime:
+    """Runs one :class:`Stage` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        sockets: Sockets,
+        clock: Clock,
+        stop: threading.Event,
+        telemetry_interval_s: float = 1.0,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.stage, self.sockets, self.clock, self.stop = stage, sockets, clock, stop
+        self.interval_ns = int(telemetry_interval_s * 1e9)
+        self.notifier = notifier or Notifier({})
+        self.counters = RuntimeCounters()
+        self.sequences = SequenceTracker()
+        self._out = Outbox(stage.name, clock)
+        self._started_ns = clock.monotonic_ns()
+        self._next_tick_ns = 0
+        self._next_watchdog_ns = 0
+        self._logged: set[str] = set()
+        self._poller = zmq.Poller()
+        for sock in sockets.inputs:
+            self._poller.register(sock, zmq.POLLIN)
+
+    def run(self) -> RuntimeCounters:
+        self.notifier.ready(f"{self.stage.name} running")
+        try:
+            while not self.stop.is_set():
+                self.poll_once(STOP_POLL_MS)
+        finally:
+            self.notifier.stopping()
+            self.publish_telemetry()
+        return self.counters
+
+    def poll_once(self, timeout_ms: int) -> int:
+        """Wait up to ``timeout_ms`` for input, handle what is queued, tick if due; messages handled."""
+        now = self.clock.monotonic_ns()
+        if now >= self._next_tick_ns:
+            self.tick()
+        wait_ms = max(0, min(timeout_ms, (self._next_tick_ns - now) // 1_000_000 + 1))
+        handled = 0
+        for sock, _ in self._poller.poll(wait_ms):
+            for _ in range(BURST):
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self.receive([f.buffer for f in frames])
+                handled += 1
+                if self.stop.is_set():
+                    return handled
+        return handled
+
+    def receive(self, frames: Sequence[object]) -> None:
+        """Decode one frame set and run the stage on it (malformed: counted, logged, dropped)."""
+        try:
+            msg = decode(list(frames))
+        except ProtocolError as e:
+            reason = f"{tm.DECODE_PREFIX}{e.reason}"
+            self.counters.dropped_messages[reason] += 1
+            if reason not in self._logged:
+                self._logged.add(reason)
+                log.warning("%s: dropped a malformed message (%s): %s", self.stage.name, e.reason, e)
+            return
+        c = self.counters
+        c.messages_in += 1
+        c.events_in += records(msg)
+        gap = self.sequences.track(msg.stream, msg.topic, msg.seq)
+        if gap:
+            c.dropped_messages[tm.SEQUENCE_GAP] += gap
+        for out in self.stage.handle(msg, self._out):
+            self.send(out)
+
+    def send(self, msg: Message) -> None:
+        frames = encode(msg)
+        if isinstance(msg, Telemetry) or self.sockets.output is None:
+            send_frames(self.sockets.telemetry, frames)
+        elif self.sockets.lossless_output:
+            self._send_lossless(self.sockets.output, frames)
+        else:
+            send_frames(self.sockets.output, frames)
+        if not isinstance(msg, Telemetry):
+            self.counters.messages_out += 1
+            self.counters.events_out += records(msg)
+
+    def _send_lossless(self, sock: zmq.Socket[bytes], frames: list[bytes | memoryview]) -> None:
+        """Send, waiting while the next stage is busy (back-pressure), until sent or stopped."""
+        while not self.stop.is_set():
+            if sock.poll(STOP_POLL_MS, zmq.POLLOUT):
+                send_frames(sock, frames)
+                return
+            self.tick_if_due()
+        self.counters.dropped_messages["stopped_unsent"] += 1
+
+    def tick_if_due(self) -> None:
+        if self.clock.monotonic_ns() >= self._next_tick_ns:
+            self.tick()
+
+    def tick(self) -> None:
+        self.publish_telemetry()
+        self._logged.clear()
+        self._next_tick_ns = self.clock.monotonic_ns() + self.interval_ns
+
+    def publish_telemetry(self) -> None:
+        values, groups = self.stage.telemetry()
+        c = self.counters
+        values = {
+            tm.SERVICE_UP: 1, tm.UPTIME_S: (self.clock.monotonic_ns() - self._started_ns) / 1e9, tm.PID: os.getpid(),
+            tm.MESSAGES_IN: c.messages_in, tm.MESSAGES_OUT: c.messages_out,
+            tm.EVENTS_IN: c.events_in, tm.EVENTS_OUT: c.events_out, **values,
+        }  # fmt: skip
+        groups = {tm.DROPPED_MESSAGES: dict(c.dropped_messages), **groups}
+        groups = {k: v for k, v in groups.items() if v}
+        self.send(Telemetry(values=values, groups=groups, **self._out.envelope("telemetry", 0)))
+        self.notifier.watchdog()

@@ -1,0 +1,224 @@
+"""The filter, chip and readout stages: the emulator's pure steps with their service state.
+
+Each stage holds the state of its pure step (``emulator.chip.front_end_step``,
+``emulator.attention.mask_step`` + ``emulator.chip.cores_step``, ``emulator.readout.readout_step``)
+and turns one input message into its outputs; :mod:`services.runtime` does the sockets.
+
+Event time must not go back within a stream. When it does (the upstream process restarted and
+started its clock again) the stage starts afresh from the new time and counts a ``time_resets``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emulator.attention import EventRateScorer, MaskParams, MaskState, Scorer, init_mask_state, mask_step
+from emulator.chip import ChipParams, cores_step, front_end_step, init_chip, stamp
+from emulator.config import READOUT_ADDRESS, ChipConfig
+from emulator.dvs import output_shape
+from emulator.engine import EngineState, init_state
+from emulator.latency import decision_latency_us, delay_us
+from emulator.noise import FilterState, init_filter_state
+from emulator.power import RESTING_W, ActivityCounts, Rail, energy_j
+from emulator.readout import ReadoutState, new_readout_state, readout_step
+from proto.fields import Number
+from proto.messages import EventBatch, Message, Prediction, SpikeBatch
+from services import telemetry as tm
+from services.runtime import Groups, Outbox
+
+TIME_RESETS = "time_resets"
+
+
+def _rails(joules: dict[Rail, float]) -> dict[str, Number]:
+    return {rail.name.lower(): joules.get(rail, 0.0) for rail in Rail}
+
+
+@dataclass
+class EnergyMeter:
+    """Active energy by rail, cumulative, and its mean power over the event time since the last report."""
+
+    total_j: dict[Rail, float] = field(default_factory=lambda: dict.fromkeys(Rail, 0.0))
+    _mark_j: dict[Rail, float] = field(default_factory=lambda: dict.fromkeys(Rail, 0.0))
+    _mark_us: int | None = None
+    _last_us: int | None = None
+
+    def add(self, joules: dict[Rail, float], t_us: int) -> None:
+        for rail, j in joules.items():
+            self.total_j[rail] += j
+        self._mark_us = t_us if self._mark_us is None else self._mark_us
+        self._last_us = t_us
+
+    def report(self) -> Groups:
+        """``energy_j`` and ``active_power_w`` (over the event time since the last report) by rail."""
+        span_s = (self._last_us - self._mark_us) / 1e6 if self._mark_us is not None and self._last_us else 0.0
+        power = {r: (self.total_j[r] - self._mark_j[r]) / span_s if span_s > 0 else 0.0 for r in Rail}
+        if span_s > 0:
+            self._mark_j, self._mark_us = dict(self.total_j), self._last_us
+        return {tm.ENERGY_J: _rails(self.total_j), tm.ACTIVE_POWER_W: _rails(power)}
+
+
+class FilterStage:
+    """``events.raw`` → noise filter and Speck pre-processing → ``events.filtered``."""
+
+    name = "filter"
+    input_topic = "events.raw"
+
+    def __init__(self, config: ChipConfig) -> None:
+        self.config = config
+        _, self.out_height, self.out_width = output_shape(config.dvs)
+        self.noise: FilterState = init_filter_state(config.dvs.width, config.dvs.height)
+        self.t_last_us = 0
+        self.resets = 0
+        self.dropped: Counter[str] = Counter()
+        self.energy = EnergyMeter()
+
+    def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
+        if not isinstance(msg, EventBatch) or len(msg.events) == 0:
+            return ()
+        events = msg.events
+        if int(events["t"][0]) < self.t_last_us:
+            self.noise = init_filter_state(self.config.dvs.width, self.config.dvs.height)
+            self.resets += 1
+        self.t_last_us = int(events["t"][-1])
+        self.noise, kept, c = front_end_step(self.noise, events, self.config)
+        for reason, n in (("noise", c.noise_dropped), ("polarity", c.polarity_dropped), ("roi", c.roi_dropped),
+                          ("outside_sensor", c.outside_sensor), ("blocked", c.blocked_sensor_events)):  # fmt: skip
+            self.dropped[reason] += n
+        self.energy.add(energy_j(ActivityCounts(input_events=c.dvs_input_events)), self.t_last_us)
+        env = out.envelope("events.filtered", msg.origin_ns)
+        return (EventBatch(events=kept, width=self.out_width, height=self.out_height, **env),)
+
+    def telemetry(self) -> tuple[dict[str, Number], Groups]:
+        return {TIME_RESETS: self.resets}, {tm.DROPPED_EVENTS: dict(self.dropped), **self.energy.report()}
+
+
+class ChipStage:
+    """``events.filtered`` → attention input mask → the cores → readout-bound ``spikes``."""
+
+    name = "chip"
+    input_topic = "events.filtered"
+
+    def __init__(self, config: ChipConfig, mask: MaskParams, scorer: Scorer | None = None) -> None:
+        self.config, self.mask_params = config, mask
+        self.scorer: Scorer = scorer or EventRateScorer()
+        self.params: ChipParams = init_chip(config)[0]
+        self.readout_delay_us = delay_us(self.params.readout_latency_ns)
+        _, self.height, self.width = output_shape(config.dvs)
+        self.engine: EngineState | None = None
+        self.mask: MaskState | None = None
+        self.t_first_us: int | None = None
+        self.t_last_us = 0
+        self.resets = 0
+        self.synops = self.neuron_updates = self.windows = self.masked_windows = 0
+        self.spikes = np.zeros(len(config.layers), np.int64)
+        self.dropped: Counter[str] = Counter()
+        self.energy = EnergyMeter()
+
+    def _start(self, t0_us: int) -> None:
+        self.engine = init_state(self.params.engine, t0_us)
+        self.mask = init_mask_state(self.mask_params, t0_us, self.width, self.height)
+        self.t_first_us = t0_us
+
+    def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
+        if not isinstance(msg, EventBatch) or len(msg.events) == 0:
+            return ()
+        t0, t1 = int(msg.events["t"][0]), int(msg.events["t"][-1])
+        if self.engine is None or self.mask is None or t0 < self.t_last_us:
+            self.resets += self.engine is not None
+            self._start(t0)
+        assert self.engine is not None and self.mask is not None
+        self.mask, kept, mc = mask_step(self.mask, msg.events, self.mask_params, self.scorer)
+        self.windows += mc.windows
+        self.masked_windows += mc.windows_masked
+        self.dropped["masked"] += mc.events_masked
+        self.engine, spikes, counts, joules = cores_step(self.engine, kept, self.params)
+        self.t_last_us = t1
+        self.synops += int(counts.synops.sum())
+        self.neuron_updates += int(counts.neuron_updates.sum())
+        self.spikes += counts.spikes
+        self.dropped["outside_core"] += counts.dropped_inputs
+        self.energy.add(joules, t1)
+        to_readout = stamp(spikes[spikes["layer"] == READOUT_ADDRESS], self.params)
+        env = out.envelope("spikes", msg.origin_ns)
+        # a later input (≥ t1) reaches the readout at ≥ t1 + delay: complete up to there
+        return (SpikeBatch(spikes=to_readout, t_end_us=t1 + self.readout_delay_us, **env),)
+
+    def telemetry(self) -> tuple[dict[str, Number], Groups]:
+        model_s = (self.t_last_us - self.t_first_us) / 1e6 if self.t_first_us is not None else 0.0
+        values: dict[str, Number] = {
+            tm.SYNOPS: self.synops, tm.NEURON_UPDATES: self.neuron_updates, tm.WINDOWS: self.windows,
+            tm.MASKED_WINDOWS: self.masked_windows, tm.MODEL_TIME_S: model_s, TIME_RESETS: self.resets,
+            tm.INPUT_MASKED_RATIO: self.masked_windows / self.windows if self.windows else 0.0,
+        }  # fmt: skip
+        groups: Groups = {
+            tm.SPIKES: {layer.name: int(n) for layer, n in zip(self.config.layers, self.spikes, strict=True)},
+            tm.RESTING_POWER_W: _rails(RESTING_W),
+            tm.RESTING_ENERGY_J: _rails({r: w * model_s for r, w in RESTING_W.items()}),
+            tm.DROPPED_EVENTS: dict(self.dropped),
+            **self.energy.report(),
+        }
+        return values, groups
+
+
+class ReadoutStage:
+    """``spikes`` → the readout's per-cycle decisions → one ``prediction`` per passed decision."""
+
+    name = "readout"
+    input_topic = "spikes"
+
+    def __init__(self, config: ChipConfig) -> None:
+        self.config = config
+        self.hz = config.slow_clock_hz
+        self.path_ns = init_chip(config)[0].readout_latency_ns
+        self.cycle_us = 1e6 / self.hz
+        self.state: ReadoutState | None = None
+        self.t_end_us = 0
+        self.decisions = self.predictions = self.resets = 0
+        self.by_label: Counter[str] = Counter()
+
+    def label(self, class_id: int) -> str:
+        labels = self.config.readout.labels
+        return labels[class_id - 1] if 0 < class_id <= len(labels) else f"class_{class_id}"
+
+    def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
+        if not isinstance(msg, SpikeBatch):
+            return ()
+        t_start = int(msg.spikes["t"][0]) if len(msg.spikes) else msg.t_end_us
+        if self.state is None or t_start < self.t_end_us:
+            self.resets += self.state is not None
+            self.state = new_readout_state(self.config.readout, self.hz, t_start)
+        self.t_end_us = msg.t_end_us
+        decisions, self.state = readout_step(msg.spikes, self.state, self.config.readout, self.hz, msg.t_end_us)
+        self.decisions += len(decisions)
+        passed = decisions[decisions["passed"]]
+        latency = decision_latency_us(passed, self.path_ns)
+        window_us = int(self.cycle_us * self.config.readout.average)
+        outputs = []
+        for row, chip_us in zip(passed, latency, strict=True):
+            label = self.label(int(row["class_index"]))
+            extras: dict[str, Number] = {"cycle": int(row["cycle"])}
+            if not math.isnan(chip_us):
+                extras[tm.CHIP_LATENCY_US] = float(chip_us)
+            env = out.envelope("prediction", msg.origin_ns)
+            t_end = int(row["t"])
+            outputs.append(Prediction(
+                class_id=int(row["class_index"]), label=label, score=float(row["value"]),
+                t_start_us=max(0, t_end - window_us), t_end_us=t_end,
+                latency_us=(env["sent_ns"] - msg.origin_ns) / 1e3 if msg.origin_ns else 0.0, extras=extras, **env,
+            ))  # fmt: skip
+            self.by_label[label] += 1
+        self.predictions += len(outputs)
+        return outputs
+
+    def telemetry(self) -> tuple[dict[str, Number], Groups]:
+        values: dict[str, Number] = {
+            tm.DECISIONS: self.decisions,
+            tm.PREDICTIONS: self.predictions,
+            TIME_RESETS: self.resets,
+        }
+        return values, {tm.PREDICTIONS: dict(self.by_label)}
