@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from emulator import engine
-from emulator.config import READOUT, READOUT_ADDRESS, ChipConfig, CoreLayer
+from emulator.config import READOUT_ADDRESS, ChipConfig
 from emulator.dvs import preprocess
-from emulator.latency import decision_latency_us, delay_us, path_latency_ns
+from emulator.latency import decision_latency_us, delay_us, longest_paths_ns
 from emulator.noise import FilterState, init_filter_state, noise_filter
 from emulator.power import ActivityCounts, Rail, energy_j
 from emulator.readout import Decisions, ReadoutState, new_readout_state, readout_step
@@ -83,27 +83,6 @@ class ChipOutput(NamedTuple):
     """Core output spikes (``layer`` = core layer index) and readout spikes (``layer`` = 12), stamped."""
     decisions: Decisions
     telemetry: ChipTelemetry
-
-
-def longest_paths_ns(config: ChipConfig) -> tuple[npt.NDArray[np.int64], int]:
-    """Latency of the longest path from the DVS layer to each core layer's output, and to the readout."""
-    layers = config.layers
-    sources: list[list[int]] = [[] for _ in layers]
-    into_readout: list[int] = []
-    for i, layer in enumerate(layers):
-        for d in layer.destinations:
-            (into_readout if d.layer == READOUT else sources[int(d.layer)]).append(i)
-    memo: dict[int, list[CoreLayer]] = {}
-
-    def path(i: int) -> list[CoreLayer]:  # the config refuses loops, so this ends
-        if i not in memo:
-            longest = max((path(j) for j in sources[i]), key=len, default=[])
-            memo[i] = [*longest, layers[i]]
-        return memo[i]
-
-    per_layer = np.array([path_latency_ns(path(i)) for i in range(len(layers))], np.int64)
-    readout = max((int(per_layer[i]) for i in into_readout), default=0)
-    return per_layer, readout
 
 
 def init_chip(config: ChipConfig, t0_us: int = 0) -> tuple[ChipParams, ChipState]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from emulator.config import CoreLayer
+from emulator.config import READOUT, ChipConfig, CoreLayer
 from emulator.readout import NO_SPIKE_US, Decisions
 from proto.events import Spikes
 
@@ -82,3 +82,24 @@ def decision_latency_us(decisions: Decisions, path_latency_ns: int = 0) -> npt.N
     has_input = t_first != np.uint64(NO_SPIKE_US)
     t_input = t_first.astype(np.float64) - delay_us(path_latency_ns)
     return np.where(has_input, decisions["t"].astype(np.float64) - t_input, np.nan)
+
+
+def longest_paths_ns(config: ChipConfig) -> tuple[npt.NDArray[np.int64], int]:
+    """Latency of the longest path from the DVS layer to each core layer's output, and to the readout."""
+    layers = config.layers
+    sources: list[list[int]] = [[] for _ in layers]
+    into_readout: list[int] = []
+    for i, layer in enumerate(layers):
+        for d in layer.destinations:
+            (into_readout if d.layer == READOUT else sources[int(d.layer)]).append(i)
+    memo: dict[int, list[CoreLayer]] = {}
+
+    def path(i: int) -> list[CoreLayer]:  # the config refuses loops, so this ends
+        if i not in memo:
+            longest = max((path(j) for j in sources[i]), key=len, default=[])
+            memo[i] = [*longest, layers[i]]
+        return memo[i]
+
+    per_layer = np.array([path_latency_ns(path(i)) for i in range(len(layers))], np.int64)
+    readout = max((int(per_layer[i]) for i in into_readout), default=0)
+    return per_layer, readout

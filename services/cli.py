@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import threading
@@ -214,14 +213,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from services.launch import run_service
+    from services.launch import main as launch_main
 
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(levelname)s %(message)s")
-    settings = _settings(args)
-    stop = threading.Event()
-    stop_on_signals(stop)
-    run_service(args.service, settings, stop)
-    return 0
+    return launch_main([args.service, *(["--config", str(args.config)] if args.config else [])])
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -18,7 +18,6 @@ import numpy as np
 
 from emulator.config import ChipConfig
 from emulator.default_net import speck_net
-from emulator.io.speck_npz import write_npz
 from proto.events import Events, make_events
 
 DEFAULT_CONFIG = "default"
@@ -70,6 +69,8 @@ def default_recording(environ: Mapping[str, str] | None = None) -> Path:
     """The default recording's path, generated into the cache directory on first use."""
     path = cache_dir(environ) / f"default-recording-v{RECORDING_VERSION}.npz"
     if not path.exists():
+        from emulator.io.speck_npz import write_npz  # (imports numba: only where a recording is made)
+
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         write_npz(tmp, synthetic_events(), width=SIDE, height=SIDE, time_origin="0",

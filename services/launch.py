@@ -18,47 +18,70 @@ once its sockets are up and its code is compiled, so the first batch is not slow
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
-from emulator.attention import MaskParams
-from emulator.chip import Chip
-from proto.events import make_events
 from proto.topics import find_topic
 from services.clock import Clock, SystemClock
-from services.config import Settings
-from services.defaults import resolve_chip_config, resolve_recording
+from services.config import Settings, load_settings
 from services.notify import Notifier
 from services.runtime import Runtime, Sockets, Stage
-from services.sensor import Sensor, SensorConfig
+from services.signals import stop_on_signals
 from services.sockets import publisher, subscriber
-from services.stages import ChipStage, FilterStage, ReadoutStage
+
+if TYPE_CHECKING:
+    from emulator.config import ChipConfig
 
 log = logging.getLogger("speck_edge.launch")
 
 SERVICE_NAMES = ("sensor", "filter", "chip", "readout", "exporter")
 UPSTREAM = {"filter": "sensor", "chip": "filter", "readout": "chip"}
+LOSSLESS_HWM = 4
+"""Messages a lossless (PUSH/PULL) hop queues on each side before the sender waits: enough to keep
+every stage busy, few enough that back-pressure reaches the sensor at once (a deep queue only
+holds memory: 100 k queued batches took 1.7 GB)."""
 
 Context = zmq.Context[zmq.Socket[bytes]]
 
 
-def build_stage(name: str, settings: Settings) -> Stage:
-    """The stage of a pipeline service (filter, chip, readout), its code compiled."""
+def _compiled_config(settings: Settings) -> ChipConfig:
+    """The chip config, with the emulator's compiled code loaded (so the first batch is not slow)."""
+    from emulator.chip import Chip
+    from proto.events import make_events
+    from services.defaults import resolve_chip_config
+
     config = resolve_chip_config(settings.chip.config)
-    Chip.from_config(config).step(make_events([0], [0], [0], [1]))  # load numba's compiled code now
+    Chip.from_config(config).step(make_events([0], [0], [0], [1]))
+    return config
+
+
+def build_stage(name: str, settings: Settings) -> Stage:
+    """The stage of a pipeline service (filter, chip, readout), its code compiled.
+
+    Imports are per stage: the readout needs no numba, and its process stays small."""
+    if name == "readout":
+        from services.defaults import resolve_chip_config
+        from services.readout_stage import ReadoutStage
+
+        return ReadoutStage(resolve_chip_config(settings.chip.config))
+    from emulator.attention import MaskParams
+    from services.stages import ChipStage, FilterStage
+
     if name == "filter":
-        return FilterStage(config)
+        return FilterStage(_compiled_config(settings))
     if name == "chip":
         c = settings.chip
-        return ChipStage(
-            config, MaskParams(window_us=c.mask_window_us, mask_ratio=c.mask_ratio, history=c.mask_history)
-        )
-    if name == "readout":
-        return ReadoutStage(config)
+        mask = MaskParams(window_us=c.mask_window_us, mask_ratio=c.mask_ratio, history=c.mask_history)
+        stage = ChipStage(_compiled_config(settings), mask)
+        stage.warm_up()
+        return stage
     raise ValueError(f"no pipeline stage called {name!r}; stages: {', '.join(UPSTREAM)}")
 
 
@@ -69,7 +92,7 @@ def stage_sockets(ctx: Context, name: str, settings: Settings, topic: str) -> So
     if lossless:
         pull = ctx.socket(zmq.PULL)
         pull.setsockopt(zmq.LINGER, 0)
-        pull.setsockopt(zmq.RCVHWM, hwm)
+        pull.setsockopt(zmq.RCVHWM, LOSSLESS_HWM)
         pull.connect(e.lossless_data(up))
         inputs = [pull]
     else:
@@ -79,7 +102,7 @@ def stage_sockets(ctx: Context, name: str, settings: Settings, topic: str) -> So
     if lossless and name != "readout":
         output = ctx.socket(zmq.PUSH)
         output.setsockopt(zmq.LINGER, 0)
-        output.setsockopt(zmq.SNDHWM, hwm)
+        output.setsockopt(zmq.SNDHWM, LOSSLESS_HWM)
         output.bind(e.lossless_data(name))
     return Sockets(inputs=inputs, output=output, telemetry=pub, lossless_output=lossless and name != "readout")
 
@@ -97,6 +120,9 @@ def run_stage(
 
 
 def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: Clock, notifier: Notifier) -> None:
+    from services.defaults import resolve_recording
+    from services.sensor import Sensor, SensorConfig
+
     s, p = settings.sensor, settings.pipeline
     cfg = SensorConfig(
         source=resolve_recording(s.source), endpoint=settings.endpoints.sensor,
@@ -108,7 +134,7 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
     if p.lossless:
         data = ctx.socket(zmq.PUSH)
         data.setsockopt(zmq.LINGER, 0)
-        data.setsockopt(zmq.SNDHWM, p.hwm)
+        data.setsockopt(zmq.SNDHWM, LOSSLESS_HWM)
         data.bind(settings.endpoints.sensor_lossless)
     notifier.ready("sensor running")
     try:
@@ -154,3 +180,21 @@ def run_service(name: str, settings: Settings, stop: threading.Event, notifier: 
         RUNNERS[name](ctx, settings, stop, SystemClock(), notifier or Notifier())
     finally:
         ctx.term()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m services.launch SERVICE [--config TOML]``: what ``speck-edge run`` and ``up`` start."""
+    parser = argparse.ArgumentParser(prog="speck-edge run", description="Run one speck-edge service.")
+    parser.add_argument("service", choices=SERVICE_NAMES)
+    parser.add_argument("--config", type=Path, help="services config TOML (deploy/config/default.toml)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(levelname)s %(message)s")
+    settings = load_settings(args.config)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_service(args.service, settings, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

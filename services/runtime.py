@@ -40,6 +40,8 @@ from services.sockets import STOP_POLL_MS, send_frames
 
 log = logging.getLogger("speck_edge.runtime")
 
+NO_SUBSCRIBER = "no_subscriber"
+"""Drop reason: data published while no subscriber was connected (e.g. the next stage restarting)."""
 BURST = 256
 """Messages taken from one input before looking at the clock again."""
 
@@ -100,6 +102,7 @@ class RuntimeCounters:
     events_in: int = 0
     events_out: int = 0
     dropped_messages: Counter[str] = field(default_factory=Counter)
+    dropped_events: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -138,6 +141,11 @@ class Runtime:
         self._poller = zmq.Poller()
         for sock in sockets.inputs:
             self._poller.register(sock, zmq.POLLIN)
+        self._xpub = sockets.output if sockets.output is not None and not sockets.lossless_output else None
+        self.subscribed: set[bytes] = set()
+        """Topics (wire form) with a subscriber on the XPUB output: data sent to none is counted lost."""
+        if self._xpub is not None:
+            self._poller.register(self._xpub, zmq.POLLIN)
 
     def run(self) -> RuntimeCounters:
         self.notifier.ready(f"{self.stage.name} running")
@@ -157,6 +165,9 @@ class Runtime:
         wait_ms = max(0, min(timeout_ms, (self._next_tick_ns - now) // 1_000_000 + 1))
         handled = 0
         for sock, _ in self._poller.poll(wait_ms):
+            if self._xpub is not None and sock is self._xpub:
+                self._subscriptions(self._xpub)
+                continue
             for _ in range(BURST):
                 try:
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -167,6 +178,18 @@ class Runtime:
                 if self.stop.is_set():
                     return handled
         return handled
+
+    def _subscriptions(self, sock: zmq.Socket[bytes]) -> None:
+        """Read (un)subscriptions from the XPUB: ``\\x01topic`` / ``\\x00topic``."""
+        while True:
+            try:
+                note = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if note[:1] == b"\x01":
+                self.subscribed.add(note[1:])
+            elif note[:1] == b"\x00":
+                self.subscribed.discard(note[1:])
 
     def receive(self, frames: Sequence[object]) -> None:
         """Decode one frame set and run the stage on it (malformed: counted, logged, dropped)."""
@@ -195,6 +218,9 @@ class Runtime:
         elif self.sockets.lossless_output:
             self._send_lossless(self.sockets.output, frames)
         else:
+            if self._xpub is not None and not any(bytes(frames[0]).startswith(t) for t in self.subscribed):
+                self.counters.dropped_messages[NO_SUBSCRIBER] += 1  # PUB drops it: nobody listens
+                self.counters.dropped_events[NO_SUBSCRIBER] += records(msg)
             send_frames(self.sockets.output, frames)
         if not isinstance(msg, Telemetry):
             self.counters.messages_out += 1
@@ -226,7 +252,12 @@ class Runtime:
             tm.MESSAGES_IN: c.messages_in, tm.MESSAGES_OUT: c.messages_out,
             tm.EVENTS_IN: c.events_in, tm.EVENTS_OUT: c.events_out, **values,
         }  # fmt: skip
-        groups = {tm.DROPPED_MESSAGES: dict(c.dropped_messages), **groups}
+        stage_drops = groups.get(tm.DROPPED_EVENTS, {})
+        groups = {
+            **groups,
+            tm.DROPPED_MESSAGES: dict(c.dropped_messages),
+            tm.DROPPED_EVENTS: {**stage_drops, **c.dropped_events},
+        }
         groups = {k: v for k, v in groups.items() if v}
         self.send(Telemetry(values=values, groups=groups, **self._out.envelope("telemetry", 0)))
         self.notifier.watchdog()

@@ -1,8 +1,9 @@
-"""The filter, chip and readout stages: the emulator's pure steps with their service state.
+"""The filter and chip stages: the emulator's pure steps with their service state.
 
 Each stage holds the state of its pure step (``emulator.chip.front_end_step``,
-``emulator.attention.mask_step`` + ``emulator.chip.cores_step``, ``emulator.readout.readout_step``)
-and turns one input message into its outputs; :mod:`services.runtime` does the sockets.
+``emulator.attention.mask_step`` + ``emulator.chip.cores_step``) and turns one input message into
+its outputs; :mod:`services.runtime` does the sockets. The readout stage is in
+:mod:`services.readout_stage` (it needs no numba, so its process stays small).
 
 Event time must not go back within a stream. When it does (the upstream process restarted and
 started its clock again) the stage starts afresh from the new time and counts a ``time_resets``.
@@ -10,7 +11,6 @@ started its clock again) the stage starts afresh from the new time and counts a 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,12 +22,12 @@ from emulator.chip import ChipParams, cores_step, front_end_step, init_chip, sta
 from emulator.config import READOUT_ADDRESS, ChipConfig
 from emulator.dvs import output_shape
 from emulator.engine import EngineState, init_state
-from emulator.latency import decision_latency_us, delay_us
+from emulator.latency import delay_us
 from emulator.noise import FilterState, init_filter_state
 from emulator.power import RESTING_W, ActivityCounts, Rail, energy_j
-from emulator.readout import ReadoutState, new_readout_state, readout_step
+from proto.events import make_events
 from proto.fields import Number
-from proto.messages import EventBatch, Message, Prediction, SpikeBatch
+from proto.messages import EventBatch, Message, SpikeBatch
 from services import telemetry as tm
 from services.runtime import Groups, Outbox
 
@@ -119,6 +119,12 @@ class ChipStage:
         self.dropped: Counter[str] = Counter()
         self.energy = EnergyMeter()
 
+    def warm_up(self) -> None:
+        """Load the mask's and the engine's compiled code now (on throwaway state), not on the first batch."""
+        one = make_events([0], [0], [0], [1])
+        mask_step(init_mask_state(self.mask_params, 0, self.width, self.height), one, self.mask_params, self.scorer)
+        cores_step(init_state(self.params.engine, 0), one, self.params)
+
     def _start(self, t0_us: int) -> None:
         self.engine = init_state(self.params.engine, t0_us)
         self.mask = init_mask_state(self.mask_params, t0_us, self.width, self.height)
@@ -163,62 +169,3 @@ class ChipStage:
             **self.energy.report(),
         }
         return values, groups
-
-
-class ReadoutStage:
-    """``spikes`` → the readout's per-cycle decisions → one ``prediction`` per passed decision."""
-
-    name = "readout"
-    input_topic = "spikes"
-
-    def __init__(self, config: ChipConfig) -> None:
-        self.config = config
-        self.hz = config.slow_clock_hz
-        self.path_ns = init_chip(config)[0].readout_latency_ns
-        self.cycle_us = 1e6 / self.hz
-        self.state: ReadoutState | None = None
-        self.t_end_us = 0
-        self.decisions = self.predictions = self.resets = 0
-        self.by_label: Counter[str] = Counter()
-
-    def label(self, class_id: int) -> str:
-        labels = self.config.readout.labels
-        return labels[class_id - 1] if 0 < class_id <= len(labels) else f"class_{class_id}"
-
-    def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
-        if not isinstance(msg, SpikeBatch):
-            return ()
-        t_start = int(msg.spikes["t"][0]) if len(msg.spikes) else msg.t_end_us
-        if self.state is None or t_start < self.t_end_us:
-            self.resets += self.state is not None
-            self.state = new_readout_state(self.config.readout, self.hz, t_start)
-        self.t_end_us = msg.t_end_us
-        decisions, self.state = readout_step(msg.spikes, self.state, self.config.readout, self.hz, msg.t_end_us)
-        self.decisions += len(decisions)
-        passed = decisions[decisions["passed"]]
-        latency = decision_latency_us(passed, self.path_ns)
-        window_us = int(self.cycle_us * self.config.readout.average)
-        outputs = []
-        for row, chip_us in zip(passed, latency, strict=True):
-            label = self.label(int(row["class_index"]))
-            extras: dict[str, Number] = {"cycle": int(row["cycle"])}
-            if not math.isnan(chip_us):
-                extras[tm.CHIP_LATENCY_US] = float(chip_us)
-            env = out.envelope("prediction", msg.origin_ns)
-            t_end = int(row["t"])
-            outputs.append(Prediction(
-                class_id=int(row["class_index"]), label=label, score=float(row["value"]),
-                t_start_us=max(0, t_end - window_us), t_end_us=t_end,
-                latency_us=(env["sent_ns"] - msg.origin_ns) / 1e3 if msg.origin_ns else 0.0, extras=extras, **env,
-            ))  # fmt: skip
-            self.by_label[label] += 1
-        self.predictions += len(outputs)
-        return outputs
-
-    def telemetry(self) -> tuple[dict[str, Number], Groups]:
-        values: dict[str, Number] = {
-            tm.DECISIONS: self.decisions,
-            tm.PREDICTIONS: self.predictions,
-            TIME_RESETS: self.resets,
-        }
-        return values, {tm.PREDICTIONS: dict(self.by_label)}

@@ -86,7 +86,7 @@ class Child:
 
 
 def service_argv(name: str, config: Path | None) -> list[str]:
-    return [sys.executable, "-m", "services.cli", "run", name, *(["--config", str(config)] if config else [])]
+    return [sys.executable, "-m", "services.launch", name, *(["--config", str(config)] if config else [])]
 
 
 class Supervisor:

@@ -1,0 +1,224 @@
+"""The whole edge service, measured: lossless throughput, real-time latency, memory.
+
+Run: ``python -m bench.pipeline [--recording FILE] [--seconds 60] [--latency-seconds 30]``.
+
+1. **Lossless throughput.** ``speck-edge up --lossless`` (PUSH/PULL, back-pressure) replays a real
+   DVS128 recording in a loop as fast as the chip consumes it. After a warm-up, the rate is the growth
+   of the chip's ``events_in`` (telemetry) over ``--seconds``; the sensor's ``events_sent`` and the
+   filter's ``events_in`` are shown beside it, and every ``dropped_messages`` counter must stay 0.
+2. **Latency at 1×.** ``speck-edge up`` replays the same recording in real time; a subscriber on
+   ``prediction`` takes ``recv − origin`` (wall clock: the time the sensor sent the batch the
+   prediction descends from, to the time the prediction arrives) for ``--latency-seconds``.
+3. **Memory.** The summed RSS of the five service processes (``/proc/PID/status`` VmRSS) at the end
+   of each run.
+
+Each run gets its own ports and cache directory, so it never meets a running instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from proto.codec import decode
+from proto.messages import Prediction, Telemetry
+from proto.topics import find_topic
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+DEFAULT_RECORDING = REAL / "colleenpamchen-jAER" / "DVS128-2017-03-21-short.aedat"
+READY_TIMEOUT_S = 240.0
+PID_LINE = re.compile(r"started (\w+) \(pid (\d+)\)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, recording: Path, lossless: bool, speed: float) -> dict[str, str]:
+    ports = {name: free_port() for name in ("sensor", "filter", "chip", "readout", "sl", "fl", "cl", "exp")}
+    endpoints = {n: f"tcp://127.0.0.1:{ports[n]}" for n in ("sensor", "filter", "chip", "readout")}
+    lossless_eps = {
+        f"{n}_lossless": f"tcp://127.0.0.1:{ports[k]}" for n, k in (("sensor", "sl"), ("filter", "fl"), ("chip", "cl"))
+    }
+    lines = [
+        "[pipeline]", f"lossless = {'true' if lossless else 'false'}", "telemetry_interval_s = 1.0", "",
+        "[endpoints]", *[f'{k} = "{v}"' for k, v in {**endpoints, **lossless_eps}.items()], "",
+        "[sensor]", f'source = "{recording}"', f"speed = {speed}", "loop = true", "",
+        "[exporter]", f"port = {ports['exp']}",
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return endpoints
+
+
+class Pipeline:
+    """``speck-edge up`` in a subprocess; the service pids it reports."""
+
+    def __init__(self, config: Path, cache: Path) -> None:
+        env = {**os.environ, "SPECK_EDGE_CACHE": str(cache)}
+        cmd = [sys.executable, "-m", "services.cli", "up", "--config", str(config), "--quiet"]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        self.pids: dict[str, int] = {}
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if m := PID_LINE.search(line):
+                self.pids[m.group(1)] = int(m.group(2))
+            if "all services ready" in line:
+                return
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError(f"the pipeline did not get ready (up exited with {self.proc.poll()})")
+
+    def rss_mb(self) -> float:
+        total = 0
+        for pid in self.pids.values():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            m = re.search(r"VmRSS:\s+(\d+) kB", status)
+            total += int(m.group(1)) if m else 0
+        return total / 1024
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def telemetry_sub(ctx: zmq.Context[zmq.Socket[bytes]], endpoints: dict[str, str]) -> zmq.Socket[bytes]:
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, find_topic("telemetry").wire)
+    for ep in endpoints.values():
+        sub.connect(ep)
+    return sub
+
+
+def latest_telemetry(sub: zmq.Socket[bytes], seconds: float, into: dict[str, Telemetry]) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if sub.poll(int(left * 1000) + 1):
+            msg = decode(sub.recv_multipart(copy=False))
+            if isinstance(msg, Telemetry):
+                into[msg.stream] = msg
+
+
+def value(t: dict[str, Telemetry], service: str, key: str) -> float:
+    return float(t[service].values.get(key, 0)) if service in t else 0.0
+
+
+def drops(t: dict[str, Telemetry]) -> dict[str, Any]:
+    return {s: dict(m.groups.get("dropped_messages", {})) for s, m in t.items() if m.groups.get("dropped_messages")}
+
+
+def throughput(recording: Path, seconds: float, warmup: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        endpoints = write_config(Path(tmp) / "bench.toml", recording, lossless=True, speed=0)
+        pipe = Pipeline(Path(tmp) / "bench.toml", Path(tmp))
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            pipe.wait_ready()
+            sub = telemetry_sub(ctx, endpoints)
+            seen: dict[str, Telemetry] = {}
+            latest_telemetry(sub, warmup, seen)
+            start = {
+                s: (value(seen, s, "events_in"), value(seen, s, "events_sent")) for s in ("sensor", "filter", "chip")
+            }
+            t0 = time.monotonic()
+            latest_telemetry(sub, seconds, seen)
+            dt = time.monotonic() - t0
+            rss = pipe.rss_mb()
+            chip = (value(seen, "chip", "events_in") - start["chip"][0]) / dt
+            filt = (value(seen, "filter", "events_in") - start["filter"][0]) / dt
+            sent = (value(seen, "sensor", "events_sent") - start["sensor"][1]) / dt
+            print(f"lossless, {recording.name} looped, {dt:.0f} s after {warmup:.0f} s warm-up:")
+            print(
+                f"  sensor sent {sent / 1e6:.2f} M events/s, filter in {filt / 1e6:.2f} M/s, chip in {chip / 1e6:.2f} M/s"
+            )
+            print(
+                f"  chip masked ratio {value(seen, 'chip', 'input_masked_ratio'):.2f}; drops: {drops(seen) or 'none'}"
+            )
+            print(f"  RSS of the five services: {rss:.0f} MB")
+            sub.close(0)
+        finally:
+            ctx.term()
+            pipe.stop()
+
+
+def latency(recording: Path, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        endpoints = write_config(Path(tmp) / "bench.toml", recording, lossless=False, speed=1.0)
+        pipe = Pipeline(Path(tmp) / "bench.toml", Path(tmp))
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            pipe.wait_ready()
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, find_topic("prediction").wire)
+            sub.connect(endpoints["readout"])
+            tele = telemetry_sub(ctx, endpoints)
+            lat_ms: list[float] = []
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                if sub.poll(int(left * 1000) + 1):
+                    msg = decode(sub.recv_multipart(copy=False))
+                    if isinstance(msg, Prediction) and msg.origin_ns:
+                        lat_ms.append((time.time_ns() - msg.origin_ns) / 1e6)
+            seen: dict[str, Telemetry] = {}
+            latest_telemetry(tele, 1.5, seen)
+            rss = pipe.rss_mb()
+            a = np.array(lat_ms)
+            print(f"real time (1x), {recording.name} looped, {seconds:.0f} s: {len(a)} predictions")
+            if len(a):
+                p50, p99, p999 = np.percentile(a, [50, 99, 99.9])
+                print(
+                    f"  sensor -> prediction wall latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms, p99.9 {p999:.2f} ms, max {a.max():.2f} ms"
+                )
+            print(f"  sensor late batches: {value(seen, 'sensor', 'late_batches'):.0f}; drops: {drops(seen) or 'none'}")
+            print(f"  RSS of the five services: {rss:.0f} MB")
+            sub.close(0)
+            tele.close(0)
+        finally:
+            ctx.term()
+            pipe.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
+    parser.add_argument("--seconds", type=float, default=60.0, help="lossless measurement (default 60)")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--skip", choices=("throughput", "latency"), action="append", default=[])
+    args = parser.parse_args()
+    if not args.recording.exists():
+        sys.exit(f"no recording at {args.recording} (pass --recording)")
+    if "throughput" not in args.skip:
+        throughput(args.recording, args.seconds, args.warmup)
+    if "latency" not in args.skip:
+        latency(args.recording, args.latency_seconds)
+
+
+if __name__ == "__main__":
+    main()
