@@ -230,3 +230,19 @@ def test_streaming_equals_whole(data: st.DataObject, average: int, mode: int, th
 def assert_same_state(a: ReadoutState, b: ReadoutState) -> None:
     assert a.cycle == b.cycle and a.t_first_us == b.t_first_us
     assert np.array_equal(a.counts, b.counts) and np.array_equal(a.history, b.history)
+
+
+@pytest.mark.parametrize("hz", [1000.0, 3.0, 7777.7])
+@pytest.mark.parametrize("average", [1, 16, 32])
+def test_quiet_shortcut_decides_like_the_counting_step(hz: float, average: int) -> None:
+    from emulator.readout import _counting_step
+
+    cfg = ReadoutConfig(address_mode=3, average=average, threshold=0)
+    state = new_readout_state(cfg, hz, 12_345)
+    for t_end in (12_345, 13_000, 99_999, 1_000_000):  # same cycle, one, many cycles later
+        end_cycle = cycle_index(t_end, hz)
+        fast, fast_state = readout_step(empty_spikes(0), state, cfg, hz, t_end)
+        slow, slow_state = _counting_step(empty_spikes(0), state, cfg, hz, t_end, end_cycle)
+        assert len(fast) == end_cycle - state.cycle and np.array_equal(fast, slow)
+        assert_same_state(fast_state, slow_state)
+        state = fast_state
