@@ -216,7 +216,9 @@ class Runtime:
         if isinstance(msg, Telemetry) or self.sockets.output is None:
             send_frames(self.sockets.telemetry, frames)
         elif self.sockets.lossless_output:
-            self._send_lossless(self.sockets.output, frames)
+            if not self._send_lossless(self.sockets.output, frames):
+                self.counters.dropped_events["stopped_unsent"] += records(msg)
+                return  # stopped before the next stage took it: not sent, so not counted out
         else:
             if self._xpub is not None and not any(bytes(frames[0]).startswith(t) for t in self.subscribed):
                 self.counters.dropped_messages[NO_SUBSCRIBER] += 1  # PUB drops it: nobody listens
@@ -226,14 +228,15 @@ class Runtime:
             self.counters.messages_out += 1
             self.counters.events_out += records(msg)
 
-    def _send_lossless(self, sock: zmq.Socket[bytes], frames: list[bytes | memoryview]) -> None:
-        """Send, waiting while the next stage is busy (back-pressure), until sent or stopped."""
+    def _send_lossless(self, sock: zmq.Socket[bytes], frames: list[bytes | memoryview]) -> bool:
+        """Send, waiting while the next stage is busy (back-pressure), until sent (True) or stopped."""
         while not self.stop.is_set():
             if sock.poll(STOP_POLL_MS, zmq.POLLOUT):
                 send_frames(sock, frames)
-                return
+                return True
             self.tick_if_due()
         self.counters.dropped_messages["stopped_unsent"] += 1
+        return False
 
     def tick_if_due(self) -> None:
         if self.clock.monotonic_ns() >= self._next_tick_ns:

@@ -1,0 +1,248 @@
+"""The filter, chip and readout stages without sockets: each equals the emulator's own steps."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import numpy as np
+import pytest
+
+from emulator.attention import MaskParams, init_mask_state, mask_step
+from emulator.chip import Chip, front_end_step
+from emulator.config import READOUT_ADDRESS, ChipConfig, NoiseFilter
+from emulator.dvs import output_shape
+from emulator.io import read_recording
+from emulator.noise import init_filter_state
+from proto.events import Events, Spikes, concat_events
+from proto.messages import EventBatch, Message, Prediction, SpikeBatch
+from services import telemetry as tm
+from services.clock import FakeClock
+from services.defaults import resolve_chip_config, synthetic_events
+from services.readout_stage import ReadoutStage
+from services.runtime import Outbox
+from services.stages import TIME_RESETS, ChipStage, FilterStage
+from tests.real_data import real_file
+
+SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"  # DVS128, 6.2 s, 130 k events
+WINDOW_US = 1000
+
+
+@pytest.fixture(scope="module")
+def config() -> ChipConfig:
+    return resolve_chip_config("default")
+
+
+def _head(events: Events, span_us: int) -> Events:
+    """The events of the first ``span_us`` of a recording."""
+    return events[events["t"] < events["t"][0] + np.uint64(span_us)]
+
+
+def _windows(events: Events, window_us: int = WINDOW_US) -> list[Events]:
+    """Non-empty ``window_us`` slices of a time-ordered stream, as the sensor cuts them."""
+    t0 = int(events["t"][0])
+    edges = np.searchsorted(events["t"], np.arange(t0, int(events["t"][-1]) + window_us + 1, window_us))
+    return [events[a:b] for a, b in itertools.pairwise(edges) if b > a]
+
+
+def _raw(events: Sequence[Events], side: int = 128) -> Iterator[EventBatch]:
+    for seq, w in enumerate(events):
+        yield EventBatch(events=w, width=side, height=side, stream="cam0", seq=seq, sent_ns=1, topic="events.raw")
+
+
+M = TypeVar("M", bound=Message)
+
+
+def _only(kind: type[M], messages: Sequence[Message]) -> M:
+    assert len(messages) == 1
+    assert isinstance(messages[0], kind)
+    return messages[0]
+
+
+@dataclass
+class Offline:
+    """What ``Chip`` gives for the same windows: readout-bound spikes and passed decisions."""
+
+    spikes: list[Spikes]
+    decisions: np.ndarray
+    latency_us: np.ndarray
+
+
+def _offline(config: ChipConfig, windows: Sequence[Events]) -> Offline:
+    chip = Chip.from_config(config)
+    spikes, decisions, latency = [], [], []
+    for w in windows:
+        o = chip.step(w)
+        spikes.append(o.spikes[o.spikes["layer"] == READOUT_ADDRESS])
+        passed = o.decisions["passed"]
+        decisions.append(o.decisions[passed])
+        latency.append(o.telemetry.decision_latency_us[passed])
+    return Offline(spikes, np.concatenate(decisions), np.concatenate(latency))
+
+
+@dataclass
+class Online:
+    spikes: list[SpikeBatch]
+    predictions: list[Prediction]
+    filter: FilterStage
+    chip: ChipStage
+    readout: ReadoutStage
+
+
+def _online(config: ChipConfig, windows: Sequence[Events], mask_ratio: float = 0.0) -> Online:
+    out = Outbox("cam0", FakeClock())
+    run = Online(
+        [], [], FilterStage(config), ChipStage(config, MaskParams(mask_ratio=mask_ratio)), ReadoutStage(config)
+    )
+    for msg in _raw(windows):
+        for filtered in run.filter.handle(msg, out):
+            batch = _only(SpikeBatch, run.chip.handle(filtered, out))
+            run.spikes.append(batch)
+            run.predictions += [_only(Prediction, [p]) for p in run.readout.handle(batch, out)]
+    return run
+
+
+def test_filter_stage_is_the_front_end_step(config: ChipConfig) -> None:
+    config = replace(
+        config, dvs=replace(config.dvs, noise_filter=NoiseFilter(mode="neighbourhood", threshold=5, window=3))
+    )
+    windows = _windows(_head(synthetic_events(seed=3), 50_000))
+    stage, out = FilterStage(config), Outbox("cam0", FakeClock())
+    noise = init_filter_state(config.dvs.width, config.dvs.height)
+    _, out_h, out_w = output_shape(config.dvs)
+    energy = [0.0]
+    for msg in _raw(windows):
+        got = _only(EventBatch, stage.handle(msg, out))
+        noise, kept, _ = front_end_step(noise, msg.events, config)
+        assert got.topic == "events.filtered"
+        assert (got.width, got.height) == (out_w, out_h)
+        np.testing.assert_array_equal(got.events, kept)
+        _, groups = stage.telemetry()
+        energy.append(sum(groups[tm.ENERGY_J].values()))
+        assert energy[-1] > energy[-2]  # every input event is priced
+    _, groups = stage.telemetry()
+    dropped = sum(groups[tm.DROPPED_EVENTS].values())
+    assert dropped + _kept(config, windows) == sum(len(w) for w in windows)
+    assert dropped > 0  # the synthetic stream has noise to remove
+
+
+def _kept(config: ChipConfig, windows: Sequence[Events]) -> int:
+    stage, out = FilterStage(config), Outbox("cam0", FakeClock())
+    return sum(len(_only(EventBatch, stage.handle(m, out)).events) for m in _raw(windows))
+
+
+def test_filter_energy_grows_with_input(config: ChipConfig) -> None:
+    windows = _windows(_head(synthetic_events(seed=4), 20_000))
+    out = Outbox("cam0", FakeClock())
+
+    def energy(n_windows: int) -> float:
+        stage = FilterStage(config)
+        for msg in _raw(windows[:n_windows]):
+            stage.handle(msg, out)
+        return sum(stage.telemetry()[1][tm.ENERGY_J].values())
+
+    small, large = energy(5), energy(len(windows))
+    assert 0 < small < large
+
+
+def test_chip_stage_without_mask_is_the_chip(config: ChipConfig) -> None:
+    windows = _windows(_head(synthetic_events(seed=1), 400_000))
+    offline, online = _offline(config, windows), _online(config, windows)
+    assert len(online.spikes) == len(windows) == len(offline.spikes)
+    for batch, expected in zip(online.spikes, offline.spikes, strict=True):
+        np.testing.assert_array_equal(batch.spikes, expected)
+    assert sum(len(b.spikes) for b in online.spikes) > 0
+    ends = [b.t_end_us for b in online.spikes]
+    assert ends == sorted(set(ends))  # strictly increasing
+    for batch in online.spikes:
+        if len(batch.spikes):
+            assert batch.t_end_us >= int(batch.spikes["t"].max())
+    values, groups = online.chip.telemetry()
+    assert values[tm.INPUT_MASKED_RATIO] == 0.0
+    assert groups[tm.DROPPED_EVENTS].get("masked", 0) == 0
+
+
+def test_the_mask_halves_the_work(config: ChipConfig) -> None:
+    windows = _windows(_head(synthetic_events(seed=2), 600_000))
+    full, masked = _online(config, windows, 0.0), _online(config, windows, 0.5)
+    values_full, _ = full.chip.telemetry()
+    values, groups = masked.chip.telemetry()
+    assert 0 < int(values[tm.SYNOPS]) < int(values_full[tm.SYNOPS])
+    # the same mask run directly over the filtered stream decides the same windows
+    params = MaskParams(mask_ratio=0.5)
+    filtered = _filtered(config, windows)
+    state = init_mask_state(params, int(filtered["t"][0]), masked.chip.width, masked.chip.height)
+    _, _, counts = mask_step(state, filtered, params, masked.chip.scorer)
+    assert values[tm.WINDOWS] == counts.windows > 0
+    assert values[tm.MASKED_WINDOWS] == counts.windows_masked
+    assert values[tm.INPUT_MASKED_RATIO] == pytest.approx(counts.windows_masked / counts.windows)
+    assert values[tm.INPUT_MASKED_RATIO] == pytest.approx(0.5, abs=0.15)
+    assert groups[tm.DROPPED_EVENTS]["masked"] == counts.events_masked > 0
+
+
+def _filtered(config: ChipConfig, windows: Sequence[Events]) -> Events:
+    stage, out = FilterStage(config), Outbox("cam0", FakeClock())
+    return concat_events([_only(EventBatch, stage.handle(m, out)).events for m in _raw(windows)])
+
+
+def _assert_predictions_are_the_decisions(config: ChipConfig, online: Online, offline: Offline) -> None:
+    # Chip decides up to each raw batch's last event, the stages up to the last *filtered* one
+    done = offline.decisions["t"] <= np.uint64(online.readout.t_end_us)
+    decisions, latency = offline.decisions[done], offline.latency_us[done]
+    assert len(decisions) > 0
+    assert [(p.class_id, p.t_end_us) for p in online.predictions] == [
+        (int(d["class_index"]), int(d["t"])) for d in decisions
+    ]
+    for p, d, lat in zip(online.predictions, decisions, latency, strict=True):
+        assert p.label == config.readout.labels[p.class_id - 1]
+        assert p.score == float(d["value"])
+        assert p.extras["cycle"] == int(d["cycle"])
+        assert p.extras[tm.CHIP_LATENCY_US] == pytest.approx(float(lat))
+        assert p.t_start_us <= p.t_end_us
+    values, groups = online.readout.telemetry()
+    assert values[tm.PREDICTIONS] == len(online.predictions)
+    assert sum(groups[tm.PREDICTIONS].values()) == len(online.predictions)
+    assert values[TIME_RESETS] == 0
+
+
+def test_readout_stage_predicts_what_the_chip_decides(config: ChipConfig) -> None:
+    windows = _windows(_head(synthetic_events(seed=0), 1_000_000))
+    _assert_predictions_are_the_decisions(config, _online(config, windows), _offline(config, windows))
+
+
+def test_stages_on_a_real_dvs128_recording(config: ChipConfig) -> None:
+    events, _ = read_recording(real_file(SHORT))
+    windows = _windows(_head(events, 3_000_000))  # its first decisions come after ~2 s
+    online, offline = _online(config, windows), _offline(config, windows)
+    for batch, expected in zip(online.spikes, offline.spikes, strict=True):
+        np.testing.assert_array_equal(batch.spikes, expected)
+    _assert_predictions_are_the_decisions(config, online, offline)
+
+
+def test_readout_restarts_when_time_goes_back(config: ChipConfig) -> None:
+    windows = _windows(_head(synthetic_events(seed=0), 300_000))
+    online = _online(config, windows)
+    stage, out = ReadoutStage(config), Outbox("cam0", FakeClock())
+
+    def run() -> list[tuple[int, int]]:
+        predictions = [_only(Prediction, [p]) for b in online.spikes for p in stage.handle(b, out)]
+        return [(p.class_id, p.t_end_us) for p in predictions]
+
+    first = run()
+    again = run()  # the chip restarted: its time starts again
+    assert stage.telemetry()[0][TIME_RESETS] == 1
+    assert again == first == [(p.class_id, p.t_end_us) for p in online.predictions]
+    assert len(first) > 0
+
+
+def test_filter_and_chip_restart_when_time_goes_back(config: ChipConfig) -> None:
+    windows = _windows(_head(synthetic_events(seed=0), 50_000))
+    out = Outbox("cam0", FakeClock())
+    flt, chip = FilterStage(config), ChipStage(config, MaskParams(mask_ratio=0.0))
+    for msg in [*_raw(windows), *_raw(windows[:3])]:
+        for filtered in flt.handle(msg, out):
+            chip.handle(filtered, out)
+    assert flt.telemetry()[0][TIME_RESETS] == 1
+    assert chip.telemetry()[0][TIME_RESETS] == 1
