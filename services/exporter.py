@@ -285,6 +285,14 @@ class ExporterCollector(Collector):
             windows.add_metric(["true"], masked)
             windows.add_metric(["false"], v[t.WINDOWS] - masked)
         yield windows
+        path = GaugeMetricFamily(
+            "speck_chip_path_latency_seconds",
+            "Modeled latency from the sensor to each layer's output",
+            labels=["layer"],
+        )
+        for layer, ns in sorted((msg.groups.get(t.PATH_LATENCY_NS, {}) if msg is not None else {}).items()):
+            path.add_metric([layer], ns / 1e9)
+        yield path
 
     def _sensor(self, msg: Telemetry | None) -> Iterator[Metric]:
         v = msg.values if msg is not None else {}

@@ -164,6 +164,9 @@ class ChipStage:
         groups: Groups = {
             tm.SPIKES: {layer.name: int(n) for layer, n in zip(self.config.layers, self.spikes, strict=True)},
             tm.RESTING_POWER_W: _rails(RESTING_W),
+            tm.PATH_LATENCY_NS: {
+                layer.name: int(ns) for layer, ns in zip(self.config.layers, self.params.layer_latency_ns, strict=True)
+            },
             tm.RESTING_ENERGY_J: _rails({r: w * model_s for r, w in RESTING_W.items()}),
             tm.DROPPED_EVENTS: dict(self.dropped),
             **self.energy.report(),

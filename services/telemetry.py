@@ -27,7 +27,8 @@ Per service:
 * ``chip``: values ``synops``, ``neuron_updates``, ``windows``, ``masked_windows`` (counters),
   ``input_masked_ratio`` (gauge: masked / all input windows so far), ``model_time_s`` (counter:
   event time processed); groups ``spikes`` — layer name → counter, ``resting_power_w`` — rail →
-  watts (constant, every rail incl. the sensor's), ``energy_j`` — rail → active joules, ``resting_energy_j`` — rail → joules
+  watts (constant, every rail incl. the sensor's), ``path_latency_ns`` — layer → modeled latency
+  from the sensor to that layer's output (constant, :mod:`emulator.latency`), ``energy_j`` — rail → active joules, ``resting_energy_j`` — rail → joules
   (resting power over ``model_time_s``, every rail incl. the sensor's), ``active_power_w`` — rail →
   watts over the last interval of event time.
 * ``readout``: values ``decisions``, ``predictions`` (counters); group ``predictions`` — label →
@@ -68,5 +69,6 @@ INPUT_MASKED_RATIO: Final = "input_masked_ratio"
 MODEL_TIME_S: Final = "model_time_s"
 DECISIONS: Final = "decisions"
 PREDICTIONS: Final = "predictions"
+PATH_LATENCY_NS: Final = "path_latency_ns"
 CHIP_LATENCY_US: Final = "chip_latency_us"
 """Key of ``Prediction.extras``: the modeled chip latency of the decision, µs."""

@@ -111,6 +111,7 @@ CHIP = _tele(
     energy_j={"logic": 3e-6, "io": 1e-6},
     active_power_w={"logic": 4e-3},
     dropped_events={"masked": 5},
+    path_latency_ns={"conv0": 3936, "fc": 6182},
 )
 SENSOR = _tele(
     "sensor",
@@ -353,3 +354,10 @@ def test_loop_stops_promptly_with_nothing_published(ctx: zmq.Context[zmq.Socket[
     stop.set()
     loop.join(2)
     assert not loop.is_alive()
+
+
+def test_modeled_path_latency_per_layer_in_seconds() -> None:
+    clock = FakeClock()
+    samples = _scrape(_fed(clock), clock)
+    for layer, ns in CHIP.groups["path_latency_ns"].items():
+        assert _v(samples, "speck_chip_path_latency_seconds", layer=layer) == pytest.approx(ns / 1e9)
