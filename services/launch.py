@@ -47,6 +47,13 @@ LOSSLESS_HWM = 4
 """Messages a lossless (PUSH/PULL) hop queues on each side before the sender waits: enough to keep
 every stage busy, few enough that back-pressure reaches the sensor at once (a deep queue only
 holds memory: 100 k queued batches took 1.7 GB)."""
+LOSSLESS_LINGER_MS = 10_000
+"""A lossless output delivers what is still queued for up to this long when its service exits (the
+other sockets close with LINGER=0)."""
+DOWNSTREAM_TOPIC = {"filter": "events.filtered", "chip": "spikes"}
+"""What the next *stage* subscribes to (the readout's subscribers are clients, which may be none)."""
+DOWNSTREAM_WAIT_S = 2.0
+"""How long a (re)started stage holds its input until the next stage has subscribed."""
 
 Context = zmq.Context[zmq.Socket[bytes]]
 
@@ -112,11 +119,15 @@ def run_stage(
 ) -> None:
     stage = build_stage(name, settings)
     sockets = stage_sockets(ctx, name, settings, stage.input_topic)
+    runtime = Runtime(stage, sockets, clock, stop, settings.pipeline.telemetry_interval_s, notifier)
+    downstream = DOWNSTREAM_TOPIC.get(name) if not settings.pipeline.lossless else None
     try:
-        Runtime(stage, sockets, clock, stop, settings.pipeline.telemetry_interval_s, notifier).run()
+        runtime.run(find_topic(downstream).wire if downstream else None, DOWNSTREAM_WAIT_S)
     finally:
-        for sock in {id(s): s for s in [*sockets.inputs, sockets.telemetry, *filter(None, [sockets.output])]}.values():
+        for sock in [*sockets.inputs, sockets.telemetry]:
             sock.close(0)
+        if sockets.output is not None and sockets.output is not sockets.telemetry:
+            sockets.output.close(LOSSLESS_LINGER_MS)  # deliver what is queued before exiting
 
 
 def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: Clock, notifier: Notifier) -> None:
@@ -144,7 +155,7 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
         notifier.stopping()
         pub.close(0)
         if data is not None:
-            data.close(0)
+            data.close(LOSSLESS_LINGER_MS)  # the last batches may still be queued: deliver them
 
 
 def run_exporter_service(

@@ -147,8 +147,26 @@ class Runtime:
         if self._xpub is not None:
             self._poller.register(self._xpub, zmq.POLLIN)
 
-    def run(self) -> RuntimeCounters:
+    def await_downstream(self, topic: bytes, timeout_s: float) -> bool:
+        """Before reading any input, wait up to ``timeout_s`` until the XPUB output has a subscriber
+        to ``topic`` (the next stage): after a restart its first outputs then reach it instead of being
+        counted ``no_subscriber``. Input queues up meanwhile. True if one came."""
+        if self._xpub is None:
+            return False
+        deadline = self.clock.monotonic_ns() + int(timeout_s * 1e9)
+        while topic not in self.subscribed and not self.stop.is_set():
+            left_ms = (deadline - self.clock.monotonic_ns()) // 1_000_000
+            if left_ms <= 0:
+                return False
+            if self._xpub.poll(min(left_ms, STOP_POLL_MS), zmq.POLLIN):
+                self._subscriptions(self._xpub)
+        return topic in self.subscribed
+
+    def run(self, await_topic: bytes | None = None, await_s: float = 0.0) -> RuntimeCounters:
+        """Handle input until ``stop`` is set; first :meth:`await_downstream` ``await_topic`` if given."""
         self.notifier.ready(f"{self.stage.name} running")
+        if await_topic is not None:
+            self.await_downstream(await_topic, await_s)
         try:
             while not self.stop.is_set():
                 self.poll_once(STOP_POLL_MS)

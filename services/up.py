@@ -128,7 +128,8 @@ class Supervisor:
             if len(child.restarts) > MAX_RESTARTS:
                 raise StartError(child.name, f"exited {len(child.restarts)} times within {RESTART_WINDOW_S:.0f} s")
             self.say(f"{child.name} exited with code {code}; restarting")
-            self.stop.wait(RESTART_DELAY_S)
+            if self.stop.wait(RESTART_DELAY_S):
+                return
             child.start()
             self.wait_ready(child)
             self.say(f"restarted {child.name} (pid {child.proc.pid if child.proc else '?'})")
