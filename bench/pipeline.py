@@ -179,14 +179,22 @@ def latency(recording: Path, seconds: float) -> None:
             sub.connect(endpoints["readout"])
             tele = telemetry_sub(ctx, endpoints)
             lat_ms: list[float] = []
+            inside_ms: list[float] = []
+            timing: dict[str, list[dict[str, float]]] = {}
             end = time.monotonic() + seconds
+            poller = zmq.Poller()
+            poller.register(sub, zmq.POLLIN)
+            poller.register(tele, zmq.POLLIN)
+            seen: dict[str, Telemetry] = {}
             while (left := end - time.monotonic()) > 0:
-                if sub.poll(int(left * 1000) + 1):
-                    msg = decode(sub.recv_multipart(copy=False))
+                for sock, _ in poller.poll(int(left * 1000) + 1):
+                    msg = decode(sock.recv_multipart(copy=False))
                     if isinstance(msg, Prediction) and msg.origin_ns:
                         lat_ms.append((time.time_ns() - msg.origin_ns) / 1e6)
-            seen: dict[str, Telemetry] = {}
-            latest_telemetry(tele, 1.5, seen)
+                        inside_ms.append((msg.sent_ns - msg.origin_ns) / 1e6)
+                    elif isinstance(msg, Telemetry):
+                        seen[msg.stream] = msg
+                        timing.setdefault(msg.stream, []).append(dict(msg.groups.get("timing_us", {})))
             rss = pipe.rss_mb()
             a = np.array(lat_ms)
             print(f"real time (1x), {recording.name} looped, {seconds:.0f} s: {len(a)} predictions")
@@ -195,6 +203,21 @@ def latency(recording: Path, seconds: float) -> None:
                 print(
                     f"  sensor -> prediction wall latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms, p99.9 {p999:.2f} ms, max {a.max():.2f} ms"
                 )
+                b = np.array(inside_ms)
+                print(
+                    f"  (sensor -> the readout's send: p50 {np.percentile(b, 50):.2f} ms, p99 {np.percentile(b, 99):.2f} ms)"
+                )
+            for stage in ("filter", "chip", "readout"):
+                rows = [r for r in timing.get(stage, []) if r]
+                if rows:
+                    med = {
+                        k: float(np.median([r.get(k, 0.0) for r in rows]))
+                        for k in ("hop_p50", "hop_p99", "handle_p50", "handle_p99")
+                    }
+                    print(
+                        f"  {stage:8s} per message, µs (median of intervals): hop p50 {med['hop_p50']:.0f} p99 {med['hop_p99']:.0f}, "
+                        f"handle p50 {med['handle_p50']:.0f} p99 {med['handle_p99']:.0f}"
+                    )
             print(f"  sensor late batches: {value(seen, 'sensor', 'late_batches'):.0f}; drops: {drops(seen) or 'none'}")
             print(f"  RSS of the five services: {rss:.0f} MB")
             sub.close(0)

@@ -91,7 +91,10 @@ raises ``ValueError`` (the given state is untouched). Only huge, dense multi-lay
 
 
 _SPARE_ROWS: Final = 1 << 24
-"""Output rows reserved beyond one per input (at most 3 per input): reserved, never written, costs nothing."""
+OUT_ROWS_PER_INPUT: Final = 16
+"""Output rows reserved per input at first (pages never written cost nothing): a Speck-sized net
+emits ~5 rows per input, and with 3 a third of the small (1 ms) batches needed a second kernel call."""
+"""Output rows reserved beyond one per input (at most OUT_ROWS_PER_INPUT per input): reserved, never written, costs nothing."""
 
 
 class EngineParams(NamedTuple):
@@ -288,7 +291,7 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
     per_input = params.max_outputs_per_input or outputs_per_input(params)  # (a Python loop: 0.2 ms a call)
     # SPIKE_DTYPE rows as two words each; pages never written cost nothing (np.empty touches none;
     # ndarray.resize would zero-fill the new rows, and that dominated whole runs)
-    out = np.empty((n + min(3 * n, _SPARE_ROWS) + per_input + 2, 2), np.uint64)
+    out = np.empty((n + min(OUT_ROWS_PER_INPUT * n, _SPARE_ROWS) + per_input + 2, 2), np.uint64)
     counts = np.zeros((params.shape_in.shape[0], N_COUNTERS), np.int64)
     i, n_out, tick, dropped_inputs = 0, 0, state.ticks, 0
     while True:

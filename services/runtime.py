@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import zmq
 
 from proto.codec import decode, encode
@@ -138,6 +139,8 @@ class Runtime:
         self._next_tick_ns = 0
         self._next_watchdog_ns = 0
         self._logged: set[str] = set()
+        self._hop_us: list[float] = []
+        self._handle_us: list[float] = []
         self._poller = zmq.Poller()
         for sock in sockets.inputs:
             self._poller.register(sock, zmq.POLLIN)
@@ -226,8 +229,11 @@ class Runtime:
         gap = self.sequences.track(msg.stream, msg.topic, msg.seq)
         if gap:
             c.dropped_messages[tm.SEQUENCE_GAP] += gap
+        started = self.clock.monotonic_ns()
+        self._hop_us.append((self.clock.wall_ns() - msg.sent_ns) / 1e3)
         for out in self.stage.handle(msg, self._out):
             self.send(out)
+        self._handle_us.append((self.clock.monotonic_ns() - started) / 1e3)
 
     def send(self, msg: Message) -> None:
         frames = encode(msg)
@@ -265,6 +271,17 @@ class Runtime:
         self._logged.clear()
         self._next_tick_ns = self.clock.monotonic_ns() + self.interval_ns
 
+    def _timing(self) -> dict[str, Number]:
+        """Percentiles over the interval of the hop (upstream send → here, wall clock) and of handling
+        one message (decode excluded; step, encode and send included), µs; then starts afresh."""
+        out: dict[str, Number] = {}
+        for name, values in (("hop", self._hop_us), ("handle", self._handle_us)):
+            if values:
+                p50, p99 = np.percentile(values, [50, 99])
+                out |= {f"{name}_p50": float(p50), f"{name}_p99": float(p99), f"{name}_max": max(values)}
+            values.clear()
+        return out
+
     def publish_telemetry(self) -> None:
         values, groups = self.stage.telemetry()
         c = self.counters
@@ -279,6 +296,7 @@ class Runtime:
             tm.DROPPED_MESSAGES: dict(c.dropped_messages),
             tm.DROPPED_EVENTS: {**stage_drops, **c.dropped_events},
         }
+        groups[tm.TIMING_US] = self._timing()
         groups = {k: v for k, v in groups.items() if v}
         self.send(Telemetry(values=values, groups=groups, **self._out.envelope("telemetry", 0)))
         self.notifier.watchdog()

@@ -17,6 +17,8 @@ Groups every pipeline service sends:
 * ``dropped_messages`` — reason → counter: ``sequence_gap`` (messages a PUB lost before this
   service, from sequence numbers), ``decode_<reason>`` (a malformed message, one of
   :data:`proto.codec` reasons, e.g. ``decode_bad_msgpack``);
+* ``timing_us`` — over the last interval: ``hop_p50``, ``hop_p99``, ``hop_max`` (upstream send → this
+  service's receive, wall clock) and ``handle_p50``/``_p99``/``_max`` (one message: step, encode, send);
 * ``dropped_events`` — reason → counter: events this stage dropped on purpose (filter: ``noise``,
   ``polarity``, ``roi``, ``outside_sensor``; chip: ``masked``, ``outside_core``).
 
@@ -54,6 +56,7 @@ EVENTS_OUT: Final = "events_out"
 DROPPED_MESSAGES: Final = "dropped_messages"
 DROPPED_EVENTS: Final = "dropped_events"
 SEQUENCE_GAP: Final = "sequence_gap"
+TIMING_US: Final = "timing_us"
 DECODE_PREFIX: Final = "decode_"
 
 ENERGY_J: Final = "energy_j"
