@@ -86,16 +86,20 @@ class Pipeline:
                 break
         raise RuntimeError(f"the pipeline did not get ready (up exited with {self.proc.poll()})")
 
-    def rss_mb(self) -> float:
-        total = 0
+    def memory_mb(self) -> dict[str, float]:
+        """Summed over the five services: ``rss`` (each process's resident pages, shared library pages
+        counted once per process) and ``pss`` (shared pages split between the processes sharing them:
+        what the five occupy together), MB."""
+        total = {"rss": 0, "pss": 0}
         for pid in self.pids.values():
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except FileNotFoundError:
                 continue
-            m = re.search(r"VmRSS:\s+(\d+) kB", status)
-            total += int(m.group(1)) if m else 0
-        return total / 1024
+            for key in total:
+                m = re.search(rf"^{key.capitalize()}:\s+(\d+) kB", rollup, re.MULTILINE)
+                total[key] += int(m.group(1)) if m else 0
+        return {k: v / 1024 for k, v in total.items()}
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -148,7 +152,7 @@ def throughput(recording: Path, seconds: float, warmup: float) -> None:
             t0 = time.monotonic()
             latest_telemetry(sub, seconds, seen)
             dt = time.monotonic() - t0
-            rss = pipe.rss_mb()
+            mem = pipe.memory_mb()
             chip = (value(seen, "chip", "events_in") - start["chip"][0]) / dt
             filt = (value(seen, "filter", "events_in") - start["filter"][0]) / dt
             sent = (value(seen, "sensor", "events_sent") - start["sensor"][1]) / dt
@@ -159,7 +163,7 @@ def throughput(recording: Path, seconds: float, warmup: float) -> None:
             print(
                 f"  chip masked ratio {value(seen, 'chip', 'input_masked_ratio'):.2f}; drops: {drops(seen) or 'none'}"
             )
-            print(f"  RSS of the five services: {rss:.0f} MB")
+            print(f"  memory of the five services: RSS {mem['rss']:.0f} MB, PSS {mem['pss']:.0f} MB")
             sub.close(0)
         finally:
             ctx.term()
@@ -195,7 +199,7 @@ def latency(recording: Path, seconds: float) -> None:
                     elif isinstance(msg, Telemetry):
                         seen[msg.stream] = msg
                         timing.setdefault(msg.stream, []).append(dict(msg.groups.get("timing_us", {})))
-            rss = pipe.rss_mb()
+            mem = pipe.memory_mb()
             a = np.array(lat_ms)
             print(f"real time (1x), {recording.name} looped, {seconds:.0f} s: {len(a)} predictions")
             if len(a):
@@ -219,7 +223,7 @@ def latency(recording: Path, seconds: float) -> None:
                         f"handle p50 {med['handle_p50']:.0f} p99 {med['handle_p99']:.0f}"
                     )
             print(f"  sensor late batches: {value(seen, 'sensor', 'late_batches'):.0f}; drops: {drops(seen) or 'none'}")
-            print(f"  RSS of the five services: {rss:.0f} MB")
+            print(f"  memory of the five services: RSS {mem['rss']:.0f} MB, PSS {mem['pss']:.0f} MB")
             sub.close(0)
             tele.close(0)
         finally:
