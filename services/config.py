@@ -45,6 +45,9 @@ class PipelineSettings:
     telemetry_interval_s: float = 1.0
     hwm: int = 100_000
     """ZeroMQ high-water mark (messages) of every data socket."""
+    bind_host: str = ""
+    """Bind every socket on this host instead of the endpoint's (e.g. ``*`` in containers, where the
+    endpoints name other containers: ``tcp://sensor:7711``); empty = bind the endpoint as written."""
 
 
 @dataclass(frozen=True)
@@ -170,3 +173,12 @@ def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     """``settings`` as the nested mapping a TOML file holds."""
     return {f.name: {g.name: getattr(getattr(settings, f.name), g.name) for g in fields(getattr(settings, f.name))}
             for f in fields(settings)}  # fmt: skip
+
+
+def bind_endpoint(endpoint: str, bind_host: str) -> str:
+    """``endpoint`` with its host replaced by ``bind_host`` (``tcp://sensor:7711`` → ``tcp://*:7711``);
+    unchanged when ``bind_host`` is empty or the endpoint is not TCP."""
+    if not bind_host or not endpoint.startswith("tcp://"):
+        return endpoint
+    port = endpoint.rsplit(":", 1)[1]
+    return f"tcp://{bind_host}:{port}"

@@ -30,7 +30,7 @@ import zmq
 
 from proto.topics import find_topic
 from services.clock import Clock, SystemClock
-from services.config import Settings, load_settings
+from services.config import Settings, bind_endpoint, load_settings
 from services.notify import Notifier
 from services.runtime import Runtime, Sockets, Stage
 from services.signals import stop_on_signals
@@ -104,13 +104,14 @@ def stage_sockets(ctx: Context, name: str, settings: Settings, topic: str) -> So
         inputs = [pull]
     else:
         inputs = [subscriber(ctx, e.publisher(up), [find_topic(topic).wire], hwm=hwm)]
-    pub = publisher(ctx, e.publisher(name), hwm=hwm)
+    host = settings.pipeline.bind_host
+    pub = publisher(ctx, bind_endpoint(e.publisher(name), host), hwm=hwm)
     output = pub
     if lossless and name != "readout":
         output = ctx.socket(zmq.PUSH)
         output.setsockopt(zmq.LINGER, 0)
         output.setsockopt(zmq.SNDHWM, LOSSLESS_HWM)
-        output.bind(e.lossless_data(name))
+        output.bind(bind_endpoint(e.lossless_data(name), host))
     return Sockets(inputs=inputs, output=output, telemetry=pub, lossless_output=lossless and name != "readout")
 
 
@@ -140,13 +141,13 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
         speed=None if p.lossless or s.speed == 0 else s.speed, loop=s.loop, window_us=s.window_us,
         stream=p.stream, telemetry_interval_s=p.telemetry_interval_s,
     )  # fmt: skip
-    pub = publisher(ctx, cfg.endpoint, hwm=p.hwm)
+    pub = publisher(ctx, bind_endpoint(cfg.endpoint, p.bind_host), hwm=p.hwm)
     data = None
     if p.lossless:
         data = ctx.socket(zmq.PUSH)
         data.setsockopt(zmq.LINGER, 0)
         data.setsockopt(zmq.SNDHWM, LOSSLESS_HWM)
-        data.bind(settings.endpoints.sensor_lossless)
+        data.bind(bind_endpoint(settings.endpoints.sensor_lossless, p.bind_host))
     notifier.ready("sensor running")
     try:
         counters = Sensor(cfg, pub, clock, stop, data_sock=data, telemetry_stream="sensor").run()

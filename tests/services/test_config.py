@@ -113,3 +113,11 @@ def test_a_malformed_variable_name_is_named(name: str) -> None:
     assert e.source == name
     assert e.key == ""
     assert name in str(e) and "<SECTION>__<KEY>" in str(e)
+
+
+def test_bind_host_replaces_the_endpoint_host_only_for_tcp() -> None:
+    from services.config import bind_endpoint
+
+    assert bind_endpoint("tcp://sensor:7711", "*") == "tcp://*:7711"
+    assert bind_endpoint("tcp://127.0.0.1:7711", "") == "tcp://127.0.0.1:7711"
+    assert bind_endpoint("ipc:///run/speck/sensor", "*") == "ipc:///run/speck/sensor"
