@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 from wsgiref.simple_server import WSGIServer
@@ -360,12 +360,15 @@ def run_exporter(
     clock: Clock | None = None,
     prediction_service: str = "readout",
     poll_ms: int = STOP_POLL_MS,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_s: float = 1.0,
 ) -> None:
     """Feed ``state`` from each service's PUB endpoint until ``stop`` is set.
 
     One SUB per ``endpoints`` entry (service → endpoint) on ``telemetry|``; the one of
     ``prediction_service`` also on ``prediction|``. Telemetry is filed under the endpoint's service
     name, whatever stream it names. Undecodable frames are counted by reason and dropped.
+    ``heartbeat`` (e.g. the systemd watchdog) is called every ``heartbeat_s`` while the loop runs.
     """
     clock = clock if clock is not None else SystemClock()
     telemetry, prediction = find_topic("telemetry").wire, find_topic("prediction").wire
@@ -376,9 +379,13 @@ def run_exporter(
             sock = subscriber(ctx, endpoint, topics)
             services[sock] = service
             poller.register(sock, zmq.POLLIN)
+        next_beat = 0
         while not stop.is_set():
             for sock, _ in poller.poll(poll_ms):
                 _receive(sock, services[sock], state, clock)
+            if heartbeat is not None and clock.monotonic_ns() >= next_beat:
+                heartbeat()
+                next_beat = clock.monotonic_ns() + int(heartbeat_s * 1e9)
     finally:
         for sock in services:
             sock.close(linger=0)

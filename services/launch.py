@@ -150,7 +150,8 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
         data.bind(bind_endpoint(settings.endpoints.sensor_lossless, p.bind_host))
     notifier.ready("sensor running")
     try:
-        counters = Sensor(cfg, pub, clock, stop, data_sock=data, telemetry_stream="sensor").run()
+        sensor = Sensor(cfg, pub, clock, stop, data_sock=data, telemetry_stream="sensor", heartbeat=notifier.watchdog)
+        counters = sensor.run()
         log.info("sensor done: %d events in %d batches", counters.events_sent, counters.batches_sent)
     finally:
         notifier.stopping()
@@ -170,7 +171,7 @@ def run_exporter_service(
     notifier.ready(f"metrics on port {port}")
     try:
         endpoints = {name: settings.endpoints.publisher(name) for name in ("sensor", "filter", "chip", "readout")}
-        run_exporter(ctx, endpoints, state, stop, clock=clock)
+        run_exporter(ctx, endpoints, state, stop, clock=clock, heartbeat=notifier.watchdog)
     finally:
         notifier.stopping()
         shutdown(server)

@@ -43,6 +43,7 @@ log = logging.getLogger("speck_edge.runtime")
 
 NO_SUBSCRIBER = "no_subscriber"
 """Drop reason: data published while no subscriber was connected (e.g. the next stage restarting)."""
+ALWAYS_REPORTED = (tm.SEQUENCE_GAP, NO_SUBSCRIBER)
 BURST = 256
 """Messages taken from one input before looking at the clock again."""
 
@@ -102,8 +103,9 @@ class RuntimeCounters:
     messages_out: int = 0
     events_in: int = 0
     events_out: int = 0
-    dropped_messages: Counter[str] = field(default_factory=Counter)
-    dropped_events: Counter[str] = field(default_factory=Counter)
+    dropped_messages: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(ALWAYS_REPORTED, 0)))
+    """By reason; the loss reasons are reported from the start at 0, so dashboards show 0, not "no data"."""
+    dropped_events: Counter[str] = field(default_factory=lambda: Counter({NO_SUBSCRIBER: 0}))
 
 
 @dataclass

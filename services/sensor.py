@@ -24,7 +24,7 @@ the replay there quietly, reporting the damage in ``damage``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import zmq
@@ -129,12 +129,16 @@ class Sensor:
         *,
         data_sock: zmq.Socket[bytes] | None = None,
         telemetry_stream: str | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         """``sock`` publishes telemetry, and the events unless ``data_sock`` (a PUSH: lossless, blocking
         while the consumer is busy) is given; telemetry's stream is ``telemetry_stream`` or ``cfg.stream``."""
         self.cfg, self.sock, self.clock, self.stop = cfg, sock, clock, stop
         self.data_sock = data_sock
         self.telemetry_stream = telemetry_stream or cfg.stream
+        self.heartbeat = heartbeat
+        """Called with every telemetry message (every interval, also while idle): the systemd watchdog."""
+        self._started_ns = clock.monotonic_ns()
         self.counters = SensorCounters()
         self._next_telemetry_ns = 0
         self._live: LiveSource | None = None
@@ -249,6 +253,7 @@ class Sensor:
         values = {
             "events_sent": c.events_sent, "batches_sent": c.batches_sent, "passes": c.passes,
             "late_batches": c.late_batches, "max_late_us": c.max_late_us, "reordered_events": c.reordered_events,
+            "up": 1, "uptime_s": (self.clock.monotonic_ns() - self._started_ns) / 1e9,
         }  # fmt: skip
         groups = {"dropped": c.dropped} if c.dropped else {}
         msg = Telemetry(
@@ -260,4 +265,6 @@ class Sensor:
         )
         send_frames(self.sock, encode(msg))
         c.telemetry_seq += 1
+        if self.heartbeat is not None:
+            self.heartbeat()
         self._next_telemetry_ns = self.clock.monotonic_ns() + int(self.cfg.telemetry_interval_s * 1e9)
