@@ -1,0 +1,93 @@
+"""Training: a falling loss on separable data, metrics, checkpoints and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.models import small_speck_net
+from training.train import evaluate_float, train
+
+STEPS = 6
+
+
+def _two_classes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 0: events in the left half of the frame; class 1: in the right half."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    frames = (torch.rand(n, STEPS, 2, 32, 32, generator=g) < 0.15).float()
+    left = torch.zeros(32)
+    left[:16] = 1
+    side = torch.where(labels[:, None] == 0, left, 1 - left)  # [n, 32] over x
+    return frames * side[:, None, None, None, :], labels
+
+
+def _model():  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return small_speck_net(steps=STEPS)
+
+
+def test_loss_falls_on_separable_data(tmp_path: Path) -> None:
+    data = _two_classes(64, 0)
+    result = train(
+        _model(), data, _two_classes(16, 1), epochs=4, lr=3e-3, batch_size=16, seed=0,
+        checkpoint_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    losses = [e.train_loss for e in result.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_dynamic_model_trains(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = small_speck_net("dynamic", steps=STEPS, mask_history=4)
+    result = train(
+        model, _two_classes(32, 0), _two_classes(8, 1), epochs=2, lr=3e-3, batch_size=16, seed=0,
+        checkpoint_dir=tmp_path, progress=False, loss="ce",
+    )  # fmt: skip
+    assert result.epochs_completed == 2 and all(e.train_loss == e.train_loss for e in result.history)
+
+
+def test_evaluate_float_metrics() -> None:
+    model = _model()
+    data = _two_classes(10, 2)
+    result = evaluate_float(model, data, batch_size=4)
+    assert 0.0 <= result.accuracy <= 1.0
+    assert result.nasfr == pytest.approx(result.spikes_per_sample / (STEPS * sum(model.neurons_per_layer())))
+    assert sum(model.neurons_per_layer()) == 16 * 16 * 16 + 32 * 8 * 8 + 32 + 11
+
+
+def test_resume_continues_at_the_next_epoch_and_matches_one_run(tmp_path: Path) -> None:
+    train_set, val_set = _two_classes(32, 0), _two_classes(8, 1)
+    kwargs = {"lr": 3e-3, "batch_size": 16, "seed": 4, "progress": False}
+    whole = _model()
+    train(whole, train_set, val_set, epochs=2, checkpoint_dir=tmp_path / "a", **kwargs)  # type: ignore[arg-type]
+    first = _model()
+    train(first, train_set, val_set, epochs=1, checkpoint_dir=tmp_path / "b", **kwargs)  # type: ignore[arg-type]
+    resumed = _model()
+    result = train(
+        resumed,
+        train_set,
+        val_set,
+        epochs=2,
+        checkpoint_dir=tmp_path / "b",
+        resume=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert [e.epoch for e in result.history] == [1, 2] and result.epochs_completed == 2
+    assert sorted(p.name for p in (tmp_path / "b").glob("epoch_*.pt")) == ["epoch_0001.pt", "epoch_0002.pt"]
+    state = torch.load(tmp_path / "b" / "epoch_0002.pt", weights_only=False)
+    assert state["epoch"] == 2 and "optimizer" in state and state["config"]["model"]["steps"] == STEPS
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    again = train(resumed, train_set, val_set, epochs=2, checkpoint_dir=tmp_path / "b", resume=True, **kwargs)  # type: ignore[arg-type]
+    assert len(again.history) == 2  # nothing left to do
+
+
+def test_time_budget_stops_between_epochs(tmp_path: Path) -> None:
+    result = train(
+        _model(), _two_classes(8, 0), _two_classes(4, 1), epochs=3, batch_size=8, checkpoint_dir=tmp_path,
+        progress=False, time_budget_s=0.0,
+    )  # fmt: skip
+    assert result.stopped_by_budget and result.epochs_completed <= 1
