@@ -22,9 +22,10 @@ from proto.events import Events
 from proto.messages import Message, Prediction, Telemetry
 from proto.sequence import SequenceTracker
 from proto.topics import ENDPOINTS, TOPICS, find_topic
-from services import cli_emulate
+from services import cli_emulate, cli_train
 from services.clock import SystemClock
 from services.config import Settings, SettingsError
+from services.defaults import resolve_chip_config, resolve_recording
 from services.pacing import check_speed
 from services.sensor import Sensor, SensorConfig
 from services.signals import stop_on_signals
@@ -73,7 +74,7 @@ def inspect_report(fmt: str, width: int, height: int, s: Summary) -> dict[str, o
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    rec = open_recording(args.file, lenient=args.lenient)
+    rec = open_recording(resolve_recording(args.file), lenient=args.lenient)
     summary = summarize(progress(rec.chunks, "reading"))
     report = inspect_report(rec.info.format, rec.info.width, rec.info.height, summary)
     if args.json:
@@ -102,7 +103,7 @@ def _speed(text: str) -> float | None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     cfg = SensorConfig(
-        source=args.file, endpoint=args.endpoint, speed=args.speed, loop=args.loop, window_us=args.window_us,
+        source=resolve_recording(args.file), endpoint=args.endpoint, speed=args.speed, loop=args.loop, window_us=args.window_us,
         stream=args.stream, wait_subscriber_s=args.wait_subscriber, lenient=args.lenient,
     )  # fmt: skip
     stop = threading.Event()
@@ -184,11 +185,11 @@ def _positive(text: str) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from emulator.config_io import ConfigError, load_config
+    from emulator.config_io import ConfigError
     from emulator.mapping import MappingError, as_json, format_table, map_layers
 
     try:
-        config = load_config(args.config)
+        config = resolve_chip_config(args.config)
     except ConfigError as err:
         if not args.json:
             raise
@@ -303,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_listen)
 
     cli_emulate.add_parser(sub)
+    cli_train.add_parsers(sub)
 
     p = sub.add_parser(
         "map",

@@ -16,6 +16,7 @@ from emulator.config import ChipConfig
 from emulator.io import open_recording
 from emulator.power import PROCESSOR_RAILS, Rail, resting_energy_j
 from proto.events import Events, make_events
+from services.defaults import DEFAULT_CONFIG, resolve_chip_config, resolve_recording
 
 CHUNK_EVENTS = 65_536
 """Events per chip step: large enough to amortise the per-step cost, small enough for a progress bar."""
@@ -132,15 +133,13 @@ def report(
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from emulator.config_io import load_config
-    from emulator.default_net import speck_net
     from emulator.mapping import map_layers
 
-    config = load_config(args.config) if args.config else speck_net()
+    config = resolve_chip_config(args.config or DEFAULT_CONFIG)
     map_layers(config)  # a net the chip cannot hold is refused (MappingError names the layer)
     if not config.dvs.destinations:
         print("warning: the config's DVS layer has no destination: no event reaches a core", file=sys.stderr)
-    rec = open_recording(args.input, lenient=args.lenient, chunk_events=CHUNK_EVENTS)
+    rec = open_recording(resolve_recording(args.input), lenient=args.lenient, chunk_events=CHUNK_EVENTS)
     from services.cli import progress
 
     startup = warm_up(config)
@@ -182,7 +181,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "once per process), wall_s and realtime_factor (duration_s / wall_s; wall_s includes decoding the file). Without --config it runs the paper's 5-core Speck net "
         "with fixed random weights. A net that does not fit the 9 cores is refused (see `speck-edge map`).",
     )
-    p.add_argument("--config", help="chip config JSON (docs/chip-config.md); default: the built-in Speck net")
+    p.add_argument(
+        "--config",
+        help="chip config JSON (docs/chip-config.md), or default-dynamic / default-vanilla (the bundled "
+        "trained nets); default: default-dynamic (the random-weight Speck net before a bundle exists)",
+    )
     p.add_argument("--input", required=True, help="the recording to run (any format `inspect` reads)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--lenient", action="store_true", help="on a damaged file, run the events before the damage")

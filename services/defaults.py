@@ -1,18 +1,23 @@
 """The bundled defaults: names that work wherever a chip config or a recording path is accepted.
 
-* ``default`` (chip config): the paper's 5-core Speck net (:func:`emulator.default_net.speck_net`).
-* ``default-recording``: a deterministic synthetic DVS recording, 128 × 128, 4 s: an arm rotating
-  about the centre of the frame, its edge producing ON events ahead and OFF events behind, plus
-  uniform background noise (~50 k events/s, the DVS128 Gesture rate). Generated on first use into
+* ``default-dynamic`` and ``default-vanilla`` (chip configs): the trained attention-based dynamic
+  gesture net (with its input-mask scorer) and its vanilla twin, shipped in ``services/bundled/``
+  (made by ``speck-edge make-defaults``, see README). ``default`` is ``default-dynamic``; before
+  the bundle exists it is the paper's 5-core Speck net with random weights
+  (:func:`emulator.default_net.speck_net`).
+* ``default-recording``: the bundled short synthetic gesture recording. Without a bundle, a
+  deterministic synthetic rotating arm (128 × 128, 4 s, ~50 k events/s) generated on first use into
   the cache directory (``$SPECK_EDGE_CACHE``, systemd's ``$CACHE_DIRECTORY``, or
-  ``~/.cache/speck-edge``) and read from there afterwards, so nothing large ships in the package.
+  ``~/.cache/speck-edge``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +27,9 @@ from proto.events import Events, make_events
 
 DEFAULT_CONFIG = "default"
 DEFAULT_RECORDING = "default-recording"
+BUNDLED = Path(__file__).parent / "bundled"
+"""Where the bundled model and recording live (package data)."""
+MODEL_NAMES = ("default-dynamic", "default-vanilla")
 RECORDING_VERSION = 1
 """Bumped when the generator changes, so a stale cached file is never replayed."""
 SIDE = 128
@@ -66,7 +74,10 @@ def synthetic_events(seed: int = 0) -> Events:
 
 
 def default_recording(environ: Mapping[str, str] | None = None) -> Path:
-    """The default recording's path, generated into the cache directory on first use."""
+    """The default recording: the bundled one, else the synthetic arm generated into the cache."""
+    bundled = BUNDLED / f"{DEFAULT_RECORDING}.npz"
+    if bundled.exists():
+        return bundled
     path = cache_dir(environ) / f"default-recording-v{RECORDING_VERSION}.npz"
     if not path.exists():
         from emulator.io.speck_npz import write_npz  # (imports numba: only where a recording is made)
@@ -84,10 +95,47 @@ def resolve_recording(source: str, environ: Mapping[str, str] | None = None) -> 
     return str(default_recording(environ)) if source == DEFAULT_RECORDING else source
 
 
-def resolve_chip_config(name: str) -> ChipConfig:
-    """The bundled net for ``default``, else the chip config file ``name``."""
+def model_path(name: str) -> Path | None:
+    """The chip config JSON a model name stands for: a bundled name, or ``name`` as a path; None for
+    ``default`` when no model is bundled (the random-weight net then)."""
     if name == DEFAULT_CONFIG:
+        name = MODEL_NAMES[0]
+        if not (BUNDLED / f"{name}.json").exists():
+            return None
+    if name in MODEL_NAMES:
+        path = BUNDLED / f"{name}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: no bundled model at {path} (make it with `speck-edge make-defaults`)")
+        return path
+    return Path(name)
+
+
+def resolve_chip_config(name: str) -> ChipConfig:
+    """The chip config ``name`` stands for (a bundled name or a chip config file)."""
+    path = model_path(name)
+    if path is None:
         return speck_net()
     from emulator.config_io import load_config
 
-    return load_config(name)
+    return load_config(path)
+
+
+def model_meta(name: str) -> dict[str, Any]:
+    """What export recorded beside a model (``<name>.meta.json``): training data, float accuracy, the
+    input mask's window and history; empty when there is none."""
+    path = model_path(name)
+    meta = path.with_suffix(".meta.json") if path is not None else None
+    if meta is None or not meta.exists():
+        return {}
+    doc = json.loads(meta.read_text())
+    return dict(doc.get("meta", doc))
+
+
+def load_input_scorer(name: str) -> Any:
+    """The model's trained input-mask scorer (saved beside it by ``speck-edge export``), or None."""
+    path = model_path(name)
+    if path is None:
+        return None
+    from training.export import load_scorer  # numpy only: no torch
+
+    return load_scorer(path)

@@ -84,9 +84,18 @@ def build_stage(name: str, settings: Settings) -> Stage:
     if name == "filter":
         return FilterStage(_compiled_config(settings))
     if name == "chip":
+        from services.defaults import load_input_scorer, model_meta
+
         c = settings.chip
-        mask = MaskParams(window_us=c.mask_window_us, mask_ratio=c.mask_ratio, history=c.mask_history)
-        stage = ChipStage(_compiled_config(settings), mask)
+        scorer = load_input_scorer(c.config)
+        meta = model_meta(c.config) if scorer is not None else {}
+        # a trained scorer judges the windows it was trained on: its window and history come with it
+        window, history = (
+            int(meta.get("mask_window_us") or c.mask_window_us),
+            int(meta.get("mask_history") or c.mask_history),
+        )
+        mask = MaskParams(window_us=window, mask_ratio=c.mask_ratio, history=history)
+        stage = ChipStage(_compiled_config(settings), mask, scorer)
         stage.warm_up()
         return stage
     raise ValueError(f"no pipeline stage called {name!r}; stages: {', '.join(UPSTREAM)}")

@@ -76,6 +76,9 @@ class NetConfig:
     input_shape: tuple[int, int, int] = InputSpec().shape
     neuron: Literal["mif", "if"] = "mif"
     threshold: float = 1.0
+    threshold_low: float | None = None
+    """Lowest membrane (the chip's ``threshold_low``; export sets it to −threshold): train with the same
+    clamp as the chip runs, e.g. ``-1.0``. None = no clamp."""
     train_threshold: bool = False
     batch_norm: bool = True
     layer_attention: LayerAttention = "none"
@@ -136,7 +139,9 @@ class SpikingLayer(nn.Module):
             )
         )
         neuron = MIF if config.neuron == "mif" else IF
-        self.neuron: SpikingNeuron = neuron(config.threshold, train_threshold=config.train_threshold)
+        self.neuron: SpikingNeuron = neuron(
+            config.threshold, threshold_low=config.threshold_low, train_threshold=config.train_threshold
+        )
 
     def forward(self, x: Tensor, attention: bool = True) -> tuple[Tensor, Tensor]:
         """``(pooled spikes for the next layer, spikes before pooling)``."""

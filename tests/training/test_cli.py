@@ -1,0 +1,66 @@
+"""The training CLI end to end on a tiny synthetic set: generate → train → export → evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.cli import main
+from services.cli_train import CHECKPOINT, load_split
+from training.spec import InputSpec
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    assert main(["generate", "--out", str(out), "--subjects", "4", "--samples-per-class", "1", "--duration-ms", "600"]) == 0
+    return out
+
+
+def test_split_holds_out_whole_subjects(tiny_set: Path) -> None:
+    split = load_split(f"synthetic:{tiny_set}", InputSpec())
+    parts = [{s.subject for s in part} for part in (split.train, split.val, split.test)]
+    assert len(parts[2]) == 2 and len(parts[1]) == 1 and len(parts[0]) == 1
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert len(split.labels) == 11
+
+
+def test_train_export_evaluate(tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = f"synthetic:{tiny_set}"
+    run = tmp_path / "run"
+    assert main(["train", "--data", data, "--model", "dynamic", "--arch", "small", "--epochs", "1",
+                 "--out", str(run), "--json"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and 0.0 <= summary["float_test_accuracy"] <= 1.0
+    assert (run / CHECKPOINT).exists() and (run / "checkpoints" / "epoch_0001.pt").exists()
+
+    chip = tmp_path / "chip.json"
+    assert main(["export", str(run / CHECKPOINT), "-o", str(chip), "--check-data", data, "--check-samples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "float vs quantised" in out and chip.exists() and chip.with_suffix(".npz").exists()
+    assert (tmp_path / "chip.scorer.npz").exists()  # the dynamic net's input-mask scorer
+    meta = json.loads((tmp_path / "chip.meta.json").read_text())
+    assert meta["meta"]["variant"] == "dynamic" and meta["meta"]["mask_window_us"] == InputSpec().dt_us
+
+    assert main(["map", str(chip)]) == 0  # the exported net fits the cores
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(chip), "--data", data, "--limit", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report) == [str(chip)] and report[str(chip)]["samples"] == 4
+    assert 0.0 < report[str(chip)]["kept_windows"] < 1.0  # the trained input mask ran on the chip
+
+
+def test_resume_continues_after_the_last_epoch(tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, run = f"synthetic:{tiny_set}", tmp_path / "run"
+    args = ["train", "--data", data, "--model", "vanilla", "--arch", "small", "--out", str(run), "--json"]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 2 and (run / "checkpoints" / "epoch_0002.pt").exists()
+
+
+def test_bad_data_spec_is_refused_with_the_forms(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data", "nonsense", "--out", "/nonexistent"]) == 2
+    assert "synthetic[:DIR], dvsgesture:PATH or folder:MANIFEST.csv" in capsys.readouterr().err
