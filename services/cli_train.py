@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from emulator.default_net import GESTURE_LABELS
+from proto.events import Events
 from services.defaults import BUNDLED, cache_dir, load_input_scorer, model_meta, resolve_chip_config
 from training.spec import InputSpec
 
@@ -37,7 +38,7 @@ SYNTHETIC_DEFAULTS = {"n_subjects": 10, "samples_per_class": 8, "duration_us": 1
 1232 training windows from 7 subjects, 176 validation, 352 test from 2 held-out subjects."""
 CHECKPOINT = "model.pt"
 """The file ``train`` leaves in ``--out``: the best weights and everything needed to rebuild the net."""
-DEFAULT_TRAINING = {"epochs": 15, "lr": 2e-3, "batch_size": 32, "seed": 0}
+DEFAULT_TRAINING = {"epochs": 15, "lr": 2e-3, "batch_size": 32, "seed": 0, "shift": 3}
 CHIP_NET = {"batch_norm": False, "threshold_low": -1.0, "layer_attention": "none"}
 """Trained as the chip runs it: no BatchNorm (folded biases forced an 8-bit bias scale that rounded
 93 % of fc1's weights to 0; chip accuracy 54 % vs 97 % float), the membrane clamped at −θ as export
@@ -136,7 +137,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     result = train(net, (xt, yt), (xv, yv), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                    seed=args.seed, checkpoint_dir=out / "checkpoints", resume=args.resume,
-                   progress=sys.stderr.isatty(), time_budget_s=args.time_budget)  # fmt: skip
+                   progress=sys.stderr.isatty(), time_budget_s=args.time_budget, shift=args.shift,
+                   cosine=args.lr_schedule == "cosine")  # fmt: skip
     net.load_state_dict(torch.load(out / "checkpoints" / "best.pt"))
     net.eval()
     test = evaluate_float(net, (xs, ys))
@@ -251,16 +253,23 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
     from emulator.io.speck_npz import write_npz
     from proto.events import concat_events
 
-    # the quietest of a few new people (never in training): keeps the file small
+    # the quietest of a few new people (never in training), each gesture cut to fit the size budget
     people: list[Subject] = subjects(RECORDING_CANDIDATES, SYNTHETIC_DEFAULTS["seed"] + 1)
-    person = min(people, key=lambda who: len(generate_sample(0, who, RECORDING_GESTURE_US, seed=0)))
+    gestures = range(len(GESTURE_LABELS))
+
+    def take(who: Subject, duration_us: int) -> list[Events]:
+        return [generate_sample(label, who, duration_us, seed=label) for label in gestures]
+
+    person = min(people, key=lambda who: sum(len(e) for e in take(who, RECORDING_PROBE_US)))
+    full = sum(len(e) for e in take(person, RECORDING_GESTURE_US))
+    duration = min(RECORDING_GESTURE_US, RECORDING_GESTURE_US * RECORDING_MAX_EVENTS // full // 1000 * 1000)
     parts, labels, t0 = [], [], 0
-    for label in range(len(GESTURE_LABELS)):
-        ev = generate_sample(label, person, RECORDING_GESTURE_US, seed=label).copy()
+    for label, events in zip(gestures, take(person, duration), strict=True):
+        ev = events.copy()
         ev["t"] += t0
         parts.append(ev)
-        labels.append(Label(label, t0, t0 + RECORDING_GESTURE_US))
-        t0 += RECORDING_GESTURE_US
+        labels.append(Label(label, t0, t0 + duration))
+        t0 += duration
     n = write_npz(out / "default-recording.npz", concat_events(parts), width=128, height=128, time_origin="0",
                   labels=labels, header={"source": "speck-edge synthetic gestures, one held-out subject",
                                          "label_names": ",".join(GESTURE_LABELS)})  # fmt: skip
@@ -269,9 +278,12 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
 
 
 RECORDING_GESTURE_US = 450_000
-"""Each of the 11 gestures once, 0.45 s each, in the bundled recording: ~1.5 MB (the format is
-uncompressed; the bundle must stay ≤ 2 MB)."""
-RECORDING_CANDIDATES = 5
+"""Each of the 11 gestures once in the bundled recording, at most 0.45 s each (shorter if the
+events would not fit :data:`RECORDING_MAX_EVENTS`)."""
+RECORDING_CANDIDATES = 12
+RECORDING_PROBE_US = 100_000
+RECORDING_MAX_EVENTS = 105_000
+"""16 B per event, stored uncompressed: ≤ 1.7 MB, so the whole bundle stays ≤ 2 MB."""
 
 
 def _main(argv: list[str]) -> int:
@@ -307,6 +319,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--lr", type=float, default=DEFAULT_TRAINING["lr"])
     p.add_argument("--batch-size", type=int, default=DEFAULT_TRAINING["batch_size"])
     p.add_argument("--seed", type=int, default=DEFAULT_TRAINING["seed"])
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=DEFAULT_TRAINING["shift"],
+        help="augmentation: random shift of each sample by up to N input pixels (default %(default)s)",
+    )
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop before an epoch that would not fit")
     p.add_argument("--json", action="store_true")

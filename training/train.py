@@ -14,6 +14,7 @@ its neurons; NASFR ``= Σ c / (S · T · Σ_l N_l)``.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -108,6 +109,19 @@ def _latest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def shifted(frames: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
+    """Augmentation: each sample's frames ``[B, T, C, H, W]`` moved by a random whole-pixel offset in
+    ``[−max_shift, max_shift]`` along x and y, zero-filled (people stand in different places)."""
+    out = torch.zeros_like(frames)
+    h, w = frames.shape[-2:]
+    offsets = torch.randint(-max_shift, max_shift + 1, (len(frames), 2), generator=gen).tolist()
+    for b, (dy, dx) in enumerate(offsets):
+        out[b, ..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = frames[
+            b, ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+    return out
+
+
 def _run_epoch(
     model: SpeckNet,
     optimizer: torch.optim.Optimizer,
@@ -121,9 +135,11 @@ def _run_epoch(
     total_loss, correct = 0.0, 0
     batches = range(0, len(order), config["batch_size"])
     bar = tqdm(batches, desc=f"epoch {config['epoch'] + 1}", file=sys.stderr, disable=not config["progress"])
+    shift = config.get("shift", 0)
+    gen = torch.Generator().manual_seed(config["seed"] * 100_003 + config["epoch"])
     for i in bar:
         idx = order[i : i + config["batch_size"]]
-        out = model(frames[idx])
+        out = model(shifted(frames[idx], shift, gen) if shift else frames[idx])
         loss = loss_fn(out.scores, labels[idx], frames.shape[1], config["loss"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -149,6 +165,8 @@ def train(
     loss: Loss = "mse",
     time_budget_s: float | None = None,
     threads: int | None = None,
+    shift: int = 0,
+    cosine: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place for up to ``epochs`` epochs (module docstring); stops early, between
     epochs, when another epoch would not fit ``time_budget_s``."""
@@ -160,7 +178,10 @@ def train(
     directory = Path(checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    config: dict[str, Any] = {"lr": lr, "batch_size": batch_size, "seed": seed, "loss": loss, "progress": progress}
+    config: dict[str, Any] = {
+        "lr": lr, "batch_size": batch_size, "seed": seed, "loss": loss, "progress": progress, "shift": shift,
+        "cosine": cosine,
+    }  # fmt: skip
     result = TrainResult()
     latest = _latest_checkpoint(directory) if resume else None
     if latest is not None:
@@ -175,6 +196,9 @@ def train(
             result.stopped_by_budget = True
             break
         t0 = time.monotonic()
+        if cosine:  # from lr down to lr/20 over the run, set per epoch so a resumed run gets the same
+            for group in optimizer.param_groups:
+                group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1))))
         order = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(seed + epoch))
         train_loss, train_acc = _run_epoch(model, optimizer, data, order, {**config, "epoch": epoch})
         stats = EpochStats(epoch + 1, train_loss, train_acc, evaluate_float(model, val), time.monotonic() - t0)
