@@ -107,9 +107,11 @@ def build_net(arch: str, variant: Literal["vanilla", "dynamic"], labels: int, **
 
     make = {"speck": speck_net, "small": small_speck_net}[arch]
     net = make(variant, **{**CHIP_NET, **overrides})
-    if net.config.layers[-1].out_channels != labels:
+    if net.config.layers[-1].out_channels != labels:  # a data set with other classes than the 11 gestures
+        from training.models import SpeckNet
+
         layers = (*net.config.layers[:-1], replace(net.config.layers[-1], out_channels=labels))
-        net = make(variant, **{**CHIP_NET, **overrides, "layers": layers})
+        net = SpeckNet(replace(net.config, layers=layers))
     return net
 
 

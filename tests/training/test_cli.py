@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.config_io import load_config
 from services.cli import main
 from services.cli_train import CHECKPOINT, load_split
 from training.spec import InputSpec
@@ -15,7 +16,10 @@ from training.spec import InputSpec
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
-    assert main(["generate", "--out", str(out), "--subjects", "4", "--samples-per-class", "1", "--duration-ms", "600"]) == 0
+    assert (
+        main(["generate", "--out", str(out), "--subjects", "4", "--samples-per-class", "1", "--duration-ms", "600"])
+        == 0
+    )
     return out
 
 
@@ -52,7 +56,9 @@ def test_train_export_evaluate(tiny_set: Path, tmp_path: Path, capsys: pytest.Ca
     assert 0.0 < report[str(chip)]["kept_windows"] < 1.0  # the trained input mask ran on the chip
 
 
-def test_resume_continues_after_the_last_epoch(tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_continues_after_the_last_epoch(
+    tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data, run = f"synthetic:{tiny_set}", tmp_path / "run"
     args = ["train", "--data", data, "--model", "vanilla", "--arch", "small", "--out", str(run), "--json"]
     assert main([*args, "--epochs", "1"]) == 0
@@ -64,3 +70,23 @@ def test_resume_continues_after_the_last_epoch(tiny_set: Path, tmp_path: Path, c
 def test_bad_data_spec_is_refused_with_the_forms(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", "nonsense", "--out", "/nonexistent"]) == 2
     assert "synthetic[:DIR], dvsgesture:PATH or folder:MANIFEST.csv" in capsys.readouterr().err
+
+
+def test_a_folder_set_with_its_own_classes_trains_and_exports(
+    tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = (tiny_set / "manifest.csv").read_text().splitlines()
+    keep = {"hand_clap", "air_drums", "other"}  # a three-class task over the same recordings
+    lines = [rows[0]] + [r for r in rows[1:] if r.split(",")[1] in keep]
+    manifest = tmp_path / "three.csv"
+    manifest.write_text("\n".join(line.replace("subject_", str(tiny_set) + "/subject_", 1) for line in lines) + "\n")
+    data, run = f"folder:{manifest}", tmp_path / "run"
+    assert (
+        main(["train", "--data", data, "--model", "vanilla", "--arch", "small", "--epochs", "1", "--out", str(run)])
+        == 0
+    )
+    chip = tmp_path / "chip.json"
+    assert main(["export", str(run / CHECKPOINT), "-o", str(chip)]) == 0
+    meta = json.loads((tmp_path / "chip.meta.json").read_text())["meta"]
+    assert sorted(meta["labels"]) == sorted(keep)
+    assert load_config(chip).readout.labels == tuple(meta["labels"])
