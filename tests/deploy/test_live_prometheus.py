@@ -37,7 +37,7 @@ import pytest
 from tests.deploy.test_grafana import panel_queries
 from tests.deploy.test_prometheus import PROMETHEUS, require
 from tests.net import free_port
-from tests.services.e2e_helpers import FLOW_S, Ports, ProcessGroup, Up, child_env, pipeline_config, poll
+from tests.services.e2e_helpers import FLOW_S, Ports, ProcessGroup, Up, pipeline_config, poll, running_up
 
 DATA_S = 40.0
 """Deadline for every expression to return data once Prometheus is ready."""
@@ -135,13 +135,8 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[Up, Ports]]:
         tmp_path / "live.toml", ports, Path("default-recording"),
         pipeline={"telemetry_interval_s": 0.5}, sensor={"speed": 1.0, "loop": True},
     )  # fmt: skip
-    up = Up(config, child_env(tmp_path / "cache"), tmp_path / "services.log")
-    try:
-        up.wait_started()
+    with running_up(config, tmp_path) as up:
         yield up, ports
-    finally:
-        leftovers = up.stop()
-        assert not leftovers, f"processes outlived `up`: {leftovers}"
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self, TypeVar
@@ -285,3 +286,15 @@ class Listener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def running_up(config: Path, tmp: Path) -> Iterator[Up]:
+    """``speck-edge up`` on ``config`` until the block ends; then stopped, and no child may outlive it."""
+    up = Up(config, child_env(tmp / "cache"), tmp / "services.log")
+    try:
+        up.wait_started()
+        yield up
+    finally:
+        leftovers = up.stop()
+        assert not leftovers, f"processes outlived `up`: {leftovers}"

@@ -38,6 +38,7 @@ from tests.services.e2e_helpers import (
     child_env,
     pipeline_config,
     poll,
+    running_up,
     scrape,
     select,
     value,
@@ -56,14 +57,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, Ports]]
     tmp = tmp_path_factory.mktemp("e2e_live")
     ports = Ports()
     config = pipeline_config(tmp / "live.toml", ports, source, sensor={"speed": 1.5, "loop": True})
-    up = Up(config, child_env(tmp / "cache"), tmp / "services.log")
-    try:
-        up.wait_started()
+    with running_up(config, tmp) as up:
         yield up, ports
-    finally:
-        leftovers = up.stop()
-        assert not leftovers, f"processes outlived `up`: {leftovers}"
-        assert up.proc.returncode == 0, f"`up` exited with {up.proc.returncode}"
+    assert up.proc.returncode == 0, f"`up` exited with {up.proc.returncode}"
 
 
 def _problems_live(s: Samples) -> list[str]:
