@@ -91,10 +91,10 @@ raises ``ValueError`` (the given state is untouched). Only huge, dense multi-lay
 
 
 _SPARE_ROWS: Final = 1 << 24
+"""Output rows reserved beyond one per input (at most OUT_ROWS_PER_INPUT per input): reserved, never written, costs nothing."""
 OUT_ROWS_PER_INPUT: Final = 16
 """Output rows reserved per input at first (pages never written cost nothing): a Speck-sized net
 emits ~5 rows per input, and with 3 a third of the small (1 ms) batches needed a second kernel call."""
-"""Output rows reserved beyond one per input (at most OUT_ROWS_PER_INPUT per input): reserved, never written, costs nothing."""
 
 
 class EngineParams(NamedTuple):

@@ -154,8 +154,9 @@ class SpikeBatch(_Envelope):
     KIND: ClassVar[Kind] = Kind.SPIKES
     spikes: Spikes
     t_end_us: int = 0
-    """The event time this batch is complete up to (inclusive): no later batch holds a spike at or
-    before it. ``0`` = the last spike's time. Lets a receiver close time windows without spikes."""
+    """The event time this batch is complete up to: no later batch holds a spike before it (a later
+    one may start at that same µs). ``0`` = the last spike's time. Lets a receiver close time windows
+    without spikes."""
     topic: str = "spikes"
 
     def __post_init__(self) -> None:

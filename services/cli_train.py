@@ -28,7 +28,7 @@ import numpy as np
 
 from emulator.default_net import GESTURE_LABELS
 from proto.events import Events
-from services.defaults import BUNDLED, cache_dir, load_input_scorer, model_meta, resolve_chip_config
+from services.defaults import BUNDLED, cache_dir, model_mask, model_meta, resolve_chip_config
 from training.spec import InputSpec
 
 TEST_SUBJECTS = 2
@@ -207,14 +207,11 @@ def mask_for(name: str, ratio: float | None) -> tuple[Any, Any]:
     """The input mask a model runs with on the chip: its trained scorer and window (or none)."""
     from emulator.attention import MaskParams
 
-    scorer = load_input_scorer(name)
+    window, history, scorer = model_mask(name, InputSpec().dt_us, 0)
     if scorer is None:
         return None, None
-    meta = model_meta(name)
-    history = int(meta.get("mask_history") or scorer.w1.shape[1])
-    mask_ratio = ratio if ratio is not None else float(meta.get("mask_ratio") or 0.5)
-    return MaskParams(window_us=int(meta.get("mask_window_us", InputSpec().dt_us)), mask_ratio=mask_ratio,
-                      history=history), scorer  # fmt: skip
+    mask_ratio = ratio if ratio is not None else float(model_meta(name).get("mask_ratio") or 0.5)
+    return MaskParams(window_us=window, mask_ratio=mask_ratio, history=history), scorer
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

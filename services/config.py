@@ -134,23 +134,29 @@ def _apply(settings: Settings, source: str, doc: Mapping[str, Any]) -> Settings:
     return settings
 
 
-def _env_value(text: str) -> Any:
+def _env_value(text: str, default: Any) -> Any:
+    """A variable's text as the setting's type: strings as written (a quoted TOML string unquoted:
+    ``STREAM=1`` is the stream "1"), anything else read as a TOML value."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    if isinstance(default, str) and not isinstance(value, str):
+        return text
+    return value
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    doc: dict[str, dict[str, Any]] = {}
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
+    """``(variable, section, key, text)`` of every ``SPECK_EDGE__SECTION__KEY`` variable."""
+    found = []
     for name, text in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) != 2 or not all(parts):
             raise SettingsError(name, "", f"expected {ENV_PREFIX}<SECTION>__<KEY>")
-        doc.setdefault(parts[0], {})[parts[1]] = _env_value(text)
-    return doc
+        found.append((name, parts[0], parts[1], text))
+    return found
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -163,9 +169,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             raise SettingsError(str(path), "", f"not valid TOML: {e}") from None
         settings = _apply(settings, str(path), doc)
     env = os.environ if environ is None else environ
-    for section, body in _env_overrides(env).items():
-        source = f"{ENV_PREFIX}{section.upper()}__…"
-        settings = _apply(settings, source, {section: body})
+    for variable, section, key, text in _env_overrides(env):
+        default = getattr(getattr(settings, section, None), key, None)
+        settings = _apply(settings, variable, {section: {key: _env_value(text, default)}})
     return settings
 
 

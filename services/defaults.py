@@ -139,3 +139,14 @@ def load_input_scorer(name: str) -> Any:
     from training.export import load_scorer  # numpy only: no torch
 
     return load_scorer(path)
+
+
+def model_mask(name: str, window_us: int, history: int) -> tuple[int, int, Any]:
+    """``(window_us, history, scorer)`` of the input mask a model runs with: a trained scorer judges the
+    windows it was trained on, so its window and history come with it (``window_us``/``history`` are
+    the settings, used when the model has no scorer)."""
+    scorer = load_input_scorer(name)
+    if scorer is None:
+        return window_us, history, None
+    meta = model_meta(name)
+    return int(meta.get("mask_window_us") or window_us), int(meta.get("mask_history") or scorer.w1.shape[1]), scorer

@@ -84,16 +84,12 @@ def build_stage(name: str, settings: Settings) -> Stage:
     if name == "filter":
         return FilterStage(_compiled_config(settings))
     if name == "chip":
-        from services.defaults import load_input_scorer, model_meta
+        from services.defaults import model_mask
 
         c = settings.chip
-        scorer = load_input_scorer(c.config)
-        meta = model_meta(c.config) if scorer is not None else {}
-        # a trained scorer judges the windows it was trained on: its window and history come with it
-        window, history = (
-            int(meta.get("mask_window_us") or c.mask_window_us),
-            int(meta.get("mask_history") or c.mask_history),
-        )
+        window, history, scorer = model_mask(c.config, c.mask_window_us, c.mask_history)
+        if (window, history) != (c.mask_window_us, c.mask_history):
+            log.info("input mask: the model's trained scorer judges %d µs windows over %d of them", window, history)
         mask = MaskParams(window_us=window, mask_ratio=c.mask_ratio, history=history)
         stage = ChipStage(_compiled_config(settings), mask, scorer)
         stage.warm_up()
@@ -149,6 +145,7 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
         source=resolve_recording(s.source), endpoint=settings.endpoints.sensor,
         speed=None if p.lossless or s.speed == 0 else s.speed, loop=s.loop, window_us=s.window_us,
         stream=p.stream, telemetry_interval_s=p.telemetry_interval_s,
+        wait_subscriber_s=0.0 if p.lossless else DOWNSTREAM_WAIT_S, must_have_subscriber=False,
     )  # fmt: skip
     pub = publisher(ctx, bind_endpoint(cfg.endpoint, p.bind_host), hwm=p.hwm)
     data = None

@@ -33,6 +33,7 @@ from emulator.io import Recording, RecordingError, open_recording
 from proto.codec import encode
 from proto.events import concat_events
 from proto.messages import EventBatch, Telemetry
+from proto.topics import find_topic
 from services.clock import Clock
 from services.pacing import Pacer, Window, check_speed
 from services.sockets import STOP_POLL_MS, send_frames, wait_for_subscriber
@@ -64,6 +65,10 @@ class SensorConfig:
     stream: str = "sensor"
     telemetry_interval_s: float = 1.0
     wait_subscriber_s: float = 0.0
+    must_have_subscriber: bool = True
+    """With ``wait_subscriber_s``: no ``events.raw`` subscriber in time is an error (``replay
+    --wait-subscriber``), or the replay starts anyway (the sensor service: a filter that is slow to
+    come must not stop the camera)."""
     lenient: bool = False
 
     def __post_init__(self) -> None:
@@ -201,10 +206,13 @@ class Sensor:
 
     def _await_subscriber(self) -> bool:
         """Wait for a first subscriber; False if stopped first, ``TimeoutError`` if none came."""
-        if wait_for_subscriber(self.sock, int(self.cfg.wait_subscriber_s * 1000), self.stop):
+        topic = find_topic("events.raw").wire if self.data_sock is None else None
+        if wait_for_subscriber(self.sock, int(self.cfg.wait_subscriber_s * 1000), self.stop, topic):
             return True
         if self.stop.is_set():
             return False
+        if not self.cfg.must_have_subscriber:
+            return True
         raise TimeoutError(f"no subscriber connected to {self.cfg.endpoint} within {self.cfg.wait_subscriber_s} s")
 
     def _wait(self, due_ns: int) -> bool:

@@ -40,12 +40,18 @@ def subscriber(
     return sock
 
 
-def wait_for_subscriber(sock: zmq.Socket[bytes], timeout_ms: int, stop: threading.Event) -> bool:
-    """Block until an XPUB socket receives a subscription; False on timeout or when ``stop`` is set."""
+def wait_for_subscriber(
+    sock: zmq.Socket[bytes], timeout_ms: int, stop: threading.Event, topic: bytes | None = None
+) -> bool:
+    """Block until an XPUB socket receives a subscription (one that covers ``topic``, when given: an
+    exporter's ``telemetry|`` does not count for data, ``b""`` does); False on timeout or when
+    ``stop`` is set."""
     deadline = time.monotonic() + timeout_ms / 1000
     while not stop.is_set() and (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
-        if sock.poll(min(left_ms, STOP_POLL_MS), zmq.POLLIN) and sock.recv()[:1] == b"\x01":
-            return True
+        if sock.poll(min(left_ms, STOP_POLL_MS), zmq.POLLIN):
+            note = sock.recv()
+            if note[:1] == b"\x01" and (topic is None or topic.startswith(note[1:])):  # a prefix match
+                return True
     return False
 
 

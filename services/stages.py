@@ -47,11 +47,16 @@ class EnergyMeter:
     _mark_us: int | None = None
     _last_us: int | None = None
 
-    def add(self, joules: dict[Rail, float], t_us: int) -> None:
+    def add(self, joules: dict[Rail, float], t_first_us: int, t_last_us: int) -> None:
+        """The energy of a batch spanning ``[t_first_us, t_last_us]`` of event time."""
         for rail, j in joules.items():
             self.total_j[rail] += j
-        self._mark_us = t_us if self._mark_us is None else self._mark_us
-        self._last_us = t_us
+        self._mark_us = t_first_us if self._mark_us is None else self._mark_us
+        self._last_us = t_last_us
+
+    def restart(self) -> None:
+        """Event time went back: power is measured afresh from the next batch (energy keeps adding up)."""
+        self._mark_j, self._mark_us, self._last_us = dict(self.total_j), None, None
 
     def report(self) -> Groups:
         """``energy_j`` and ``active_power_w`` (over the event time since the last report) by rail."""
@@ -84,12 +89,14 @@ class FilterStage:
         if int(events["t"][0]) < self.t_last_us:
             self.noise = init_filter_state(self.config.dvs.width, self.config.dvs.height)
             self.resets += 1
+            self.energy.restart()
         self.t_last_us = int(events["t"][-1])
         self.noise, kept, c = front_end_step(self.noise, events, self.config)
         for reason, n in (("noise", c.noise_dropped), ("polarity", c.polarity_dropped), ("roi", c.roi_dropped),
                           ("outside_sensor", c.outside_sensor), ("blocked", c.blocked_sensor_events)):  # fmt: skip
             self.dropped[reason] += n
-        self.energy.add(energy_j(ActivityCounts(input_events=c.dvs_input_events)), self.t_last_us)
+        joules = energy_j(ActivityCounts(input_events=c.dvs_input_events))
+        self.energy.add(joules, int(events["t"][0]), self.t_last_us)
         env = out.envelope("events.filtered", msg.origin_ns)
         return (EventBatch(events=kept, width=self.out_width, height=self.out_height, **env),)
 
@@ -114,6 +121,8 @@ class ChipStage:
         self.t_first_us: int | None = None
         self.t_last_us = 0
         self.resets = 0
+        self.model_s_before = 0.0
+        """Event time processed before the last time reset."""
         self.synops = self.neuron_updates = self.windows = self.masked_windows = 0
         self.spikes = np.zeros(len(config.layers), np.int64)
         self.dropped: Counter[str] = Counter()
@@ -135,7 +144,10 @@ class ChipStage:
             return ()
         t0, t1 = int(msg.events["t"][0]), int(msg.events["t"][-1])
         if self.engine is None or self.mask is None or t0 < self.t_last_us:
-            self.resets += self.engine is not None
+            if self.engine is not None:  # event time went back (the sensor restarted)
+                self.resets += 1
+                self.model_s_before += self._model_s()
+                self.energy.restart()
             self._start(t0)
         assert self.engine is not None and self.mask is not None
         self.mask, kept, mc = mask_step(self.mask, msg.events, self.mask_params, self.scorer)
@@ -148,14 +160,17 @@ class ChipStage:
         self.neuron_updates += int(counts.neuron_updates.sum())
         self.spikes += counts.spikes
         self.dropped["outside_core"] += counts.dropped_inputs
-        self.energy.add(joules, t1)
+        self.energy.add(joules, t0, t1)
         to_readout = stamp(spikes[spikes["layer"] == READOUT_ADDRESS], self.params)
         env = out.envelope("spikes", msg.origin_ns)
         # a later input (≥ t1) reaches the readout at ≥ t1 + delay: complete up to there
         return (SpikeBatch(spikes=to_readout, t_end_us=t1 + self.readout_delay_us, **env),)
 
+    def _model_s(self) -> float:
+        return (self.t_last_us - self.t_first_us) / 1e6 if self.t_first_us is not None else 0.0
+
     def telemetry(self) -> tuple[dict[str, Number], Groups]:
-        model_s = (self.t_last_us - self.t_first_us) / 1e6 if self.t_first_us is not None else 0.0
+        model_s = self.model_s_before + self._model_s()  # a counter: never goes back across resets
         values: dict[str, Number] = {
             tm.SYNOPS: self.synops, tm.NEURON_UPDATES: self.neuron_updates, tm.WINDOWS: self.windows,
             tm.MASKED_WINDOWS: self.masked_windows, tm.MODEL_TIME_S: model_s, TIME_RESETS: self.resets,

@@ -37,7 +37,8 @@ READY_TIMEOUT_S = 180.0
 RESTART_DELAY_S = 1.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
-STOP_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 12.0
+"""Longer than a lossless output's linger (10 s), so a child that is still delivering is not killed."""
 
 
 class StartError(RuntimeError):
@@ -117,37 +118,47 @@ class Supervisor:
             self.stop.wait(0.05)  # polling a child process: no event to wait on
 
     def check(self) -> None:
-        """Restart any child that exited (the sensor too: a finished replay starts over)."""
+        """Restart any child that exited (the sensor too: a finished replay starts over). Failures — a
+        non-zero exit, or dying again before READY=1 — count towards :data:`MAX_RESTARTS`."""
         for child in self.children:
             child.drain_notify()
             code = child.exited()
-            if code is None or self.stop.is_set():
-                continue
-            now = time.monotonic()
-            child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
-            if len(child.restarts) > MAX_RESTARTS:
-                raise StartError(child.name, f"exited {len(child.restarts)} times within {RESTART_WINDOW_S:.0f} s")
-            self.say(f"{child.name} exited with code {code}; restarting")
-            if self.stop.wait(RESTART_DELAY_S):
-                return
-            child.start()
-            self.wait_ready(child)
-            self.say(f"restarted {child.name} (pid {child.proc.pid if child.proc else '?'})")
+            while code is not None and not self.stop.is_set():
+                if code != 0:
+                    now = time.monotonic()
+                    child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
+                    if len(child.restarts) > MAX_RESTARTS:
+                        raise StartError(
+                            child.name, f"failed {len(child.restarts)} times within {RESTART_WINDOW_S:.0f} s"
+                        )
+                self.say(f"{child.name} exited with code {code}; restarting")
+                if self.stop.wait(RESTART_DELAY_S):
+                    return
+                child.start()
+                try:
+                    self.wait_ready(child)
+                except StartError as err:
+                    self.say(f"error: {err}")
+                    if child.proc is not None and child.proc.poll() is None:  # not ready in time: replace it
+                        child.proc.kill()
+                        child.proc.wait()
+                    code = child.exited() or 1
+                    continue
+                self.say(f"restarted {child.name} (pid {child.proc.pid if child.proc else '?'})")
+                code = None
 
     def stop_all(self) -> None:
-        for child in reversed(self.children):  # upstream first: the sensor stops feeding
+        """Stop the children one by one, upstream first: each has delivered what it sent (a lossless
+        output lingers) before the next one stops reading."""
+        for child in reversed(self.children):
             if child.proc is not None and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for child in reversed(self.children):
-            if child.proc is None:
-                continue
-            try:
-                child.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.say(f"{child.name} did not stop within {STOP_TIMEOUT_S:.0f} s: killing it")
-                child.proc.kill()
-                child.proc.wait()
+                try:
+                    child.proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    self.say(f"{child.name} did not stop within {STOP_TIMEOUT_S:.0f} s: killing it")
+                    child.proc.kill()
+                    child.proc.wait()
             child.notify.close()
 
 

@@ -198,7 +198,7 @@ def train(
         t0 = time.monotonic()
         if cosine:  # from lr down to lr/20 over the run, set per epoch so a resumed run gets the same
             for group in optimizer.param_groups:
-                group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1))))
+                group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs - 1, 1))))
         order = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(seed + epoch))
         train_loss, train_acc = _run_epoch(model, optimizer, data, order, {**config, "epoch": epoch})
         stats = EpochStats(epoch + 1, train_loss, train_acc, evaluate_float(model, val), time.monotonic() - t0)

@@ -121,3 +121,12 @@ def test_bind_host_replaces_the_endpoint_host_only_for_tcp() -> None:
     assert bind_endpoint("tcp://sensor:7711", "*") == "tcp://*:7711"
     assert bind_endpoint("tcp://127.0.0.1:7711", "") == "tcp://127.0.0.1:7711"
     assert bind_endpoint("ipc:///run/speck/sensor", "*") == "ipc:///run/speck/sensor"
+
+
+def test_string_settings_take_the_variable_as_written() -> None:
+    env = {"SPECK_EDGE__PIPELINE__STREAM": "1", "SPECK_EDGE__SENSOR__SOURCE": "inf", "SPECK_EDGE__CHIP__CONFIG": "true"}
+    s = load_settings(None, env)
+    assert (s.pipeline.stream, s.sensor.source, s.chip.config) == ("1", "inf", "true")
+    assert load_settings(None, {"SPECK_EDGE__PIPELINE__STREAM": '"cam 1"'}).pipeline.stream == "cam 1"
+    with pytest.raises(SettingsError, match="SPECK_EDGE__CHIP__MASK_RATIO: chip.mask_ratio"):
+        load_settings(None, {"SPECK_EDGE__CHIP__MASK_RATIO": "half"})

@@ -246,3 +246,19 @@ def test_filter_and_chip_restart_when_time_goes_back(config: ChipConfig) -> None
             chip.handle(filtered, out)
     assert flt.telemetry()[0][TIME_RESETS] == 1
     assert chip.telemetry()[0][TIME_RESETS] == 1
+
+
+def test_active_power_is_measured_afresh_after_event_time_goes_back() -> None:
+    from emulator.power import Rail
+    from services.stages import EnergyMeter
+
+    meter = EnergyMeter()
+    for t in range(10):  # 1 J per second of event time, batches of 1 s
+        meter.add({Rail.LOGIC: 1.0}, t * 1_000_000, (t + 1) * 1_000_000)
+    assert meter.report()["active_power_w"]["logic"] == pytest.approx(1.0)
+    meter.restart()  # the sensor restarted: time begins again at 0
+    for t in range(3):
+        meter.add({Rail.LOGIC: 2.0}, t * 1_000_000, (t + 1) * 1_000_000)
+    report = meter.report()
+    assert report["active_power_w"]["logic"] == pytest.approx(2.0)
+    assert report["energy_j"]["logic"] == pytest.approx(16.0)  # energy keeps adding up
