@@ -10,8 +10,9 @@ report); :class:`Runtime` owns the sockets, the clock and the stop flag:
   the upstream PUB are counted (``dropped_messages{sequence_gap}``). Any other exception ends
   the process for its supervisor (systemd, ``speck-edge up``) to restart;
 * every ``telemetry_interval_s`` publishes the stage's telemetry plus its own counters (see
-  :mod:`services.telemetry`) and pets the systemd watchdog; ``READY=1`` once its sockets are set
-  up, ``STOPPING=1`` on the way out (:mod:`services.notify`);
+  :mod:`services.telemetry`); pets the systemd watchdog every half ``WATCHDOG_USEC``, whatever
+  that interval; ``READY=1`` once its sockets are set up, ``STOPPING=1`` on the way out
+  (:mod:`services.notify`);
 * lossless outputs (PUSH) block while the next stage is busy — back-pressure — but never longer
   than the stop flag allows.
 """
@@ -185,7 +186,13 @@ class Runtime:
         now = self.clock.monotonic_ns()
         if now >= self._next_tick_ns:
             self.tick()
-        wait_ms = max(0, min(timeout_ms, (self._next_tick_ns - now) // 1_000_000 + 1))
+        due_ns = self._next_tick_ns
+        if self.notifier.watchdog_s is not None:  # its own period: a long telemetry interval must not starve it
+            if now >= self._next_watchdog_ns:
+                self.notifier.watchdog()
+                self._next_watchdog_ns = now + int(self.notifier.watchdog_s * 1e9)
+            due_ns = min(due_ns, self._next_watchdog_ns)
+        wait_ms = max(0, min(timeout_ms, (due_ns - now) // 1_000_000 + 1))
         handled = 0
         for sock, _ in self._poller.poll(wait_ms):
             if self._xpub is not None and sock is self._xpub:
@@ -301,4 +308,3 @@ class Runtime:
         groups[tm.TIMING_US] = self._timing()
         groups = {k: v for k, v in groups.items() if v}
         self.send(Telemetry(values=values, groups=groups, **self._out.envelope("telemetry", 0)))
-        self.notifier.watchdog()

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -359,3 +360,30 @@ def test_loss_reasons_are_reported_at_zero_from_the_first_telemetry(ctx: Context
     t = Single(ctx, config).telemetry()  # no message handled yet
     assert dict(t.groups[tm.DROPPED_MESSAGES]) == {tm.SEQUENCE_GAP: 0, NO_SUBSCRIBER: 0}
     assert dict(t.groups[tm.DROPPED_EVENTS]).get(NO_SUBSCRIBER) == 0
+
+
+def test_the_watchdog_is_petted_on_its_own_period_not_the_telemetry_interval(
+    ctx: Context, config: ChipConfig, tmp_path: Path
+) -> None:
+    import socket
+
+    from services.notify import Notifier, parse
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(0)
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})  # pet every 1 s
+    single = Single(ctx, config)
+    clock = single.clock
+    runtime = Runtime(single.runtime.stage, single.runtime.sockets, clock, threading.Event(), 60.0, notifier)
+    pets = 0
+    for _ in range(5):  # 5 s of fake time, telemetry only every 60 s
+        runtime.poll_once(0)
+        clock.now += int(1e9)
+        while True:
+            try:
+                pets += parse(listener.recv(256)).get("WATCHDOG") == "1"
+            except BlockingIOError:
+                break
+    assert pets == 5
+    listener.close()
