@@ -7,12 +7,13 @@ corpus is a failure (CI always has it).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.needs import unavailable
 
 REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -20,10 +21,7 @@ REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rea
 def real_dir() -> Path:
     """The corpus folder, or skip (fail under CI=true) when it is missing."""
     if not REAL_DIR.is_dir():
-        reason = f"real recordings not found at {REAL_DIR} (the shared/ folder beside the checkout)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"real recordings not found at {REAL_DIR} (the shared/ folder beside the checkout)")
     return REAL_DIR
 
 

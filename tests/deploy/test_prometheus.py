@@ -6,7 +6,6 @@ Needs ``promtool`` from the Debian package ``prometheus``: skipped without it, a
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from proto.messages import Prediction, Telemetry
 from services.clock import FakeClock
 from services.exporter import ExporterState, registry_for
 from tests.deploy.test_grafana import load_yaml, panel_queries
+from tests.needs import tool
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 SYSTEMD_CONFIG = PROMETHEUS / "prometheus.yml"
@@ -30,15 +30,9 @@ COMPOSE_RULES_DIR = "/etc/prometheus/rules/"
 SEVERITIES = {"critical", "warning", "info"}
 
 
-def require(tool: str) -> str:
-    """The path of ``tool``, or skip (fail under CI=true) when it is not installed."""
-    path = shutil.which(tool)
-    if path is None:
-        reason = f"{tool} not found (apt-get install --no-install-recommends prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+def require(name: str) -> str:
+    """The path of a Prometheus program, or skip (fail under CI=true) when it is not installed."""
+    return tool(name, "apt-get install --no-install-recommends prometheus")
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

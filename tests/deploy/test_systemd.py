@@ -26,6 +26,7 @@ import pytest
 
 from services.launch import SERVICE_NAMES
 from services.notify import parse
+from tests.needs import tool, unavailable
 from tests.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,17 +37,6 @@ INSTANCES = [f"speck-edge@{name}.service" for name in SERVICE_NAMES]
 EXEC = "/opt/speck-edge/venv/bin/speck-edge"
 MAX_SCORE = 2.0
 HOST_UNITS = Path("/usr/lib/systemd/system")
-
-
-def need(tool: str) -> str:
-    """The path of ``tool``, or skip (fail under CI=true) when it is missing."""
-    path = shutil.which(tool)
-    if path is None:
-        reason = f"{tool} not found on PATH"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 def directives(path: Path) -> list[tuple[str, str, str]]:
@@ -126,12 +116,9 @@ def test_install_script_is_valid_bash() -> None:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A filesystem root holding the units as install.sh lays them out, for ``systemd-analyze --root``."""
-    need("systemd-analyze")
+    tool("systemd-analyze")
     if not HOST_UNITS.is_dir():
-        reason = f"{HOST_UNITS} not found (systemd's own units, which ours depend on)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"{HOST_UNITS} not found (systemd's own units, which ours depend on)")
     r = tmp_path_factory.mktemp("root")
     shutil.copytree(HOST_UNITS, r / HOST_UNITS.relative_to("/"), symlinks=True)
     units = r / "etc/systemd/system"

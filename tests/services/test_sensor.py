@@ -100,6 +100,7 @@ room for a busy shared 2-core VM, where the measured p99 is ~1 ms quiet and up t
 (the precision itself is a benchmark number, not a test)."""
 LATE_SHARE = 0.05
 
+
 # 20x replays the longer recording so that it lasts over a second: one of the rare
 # multi-ms scheduling stalls of a shared VM must not be more than 1% of the run.
 @pytest.mark.parametrize(("speed", "recording"), [(1.0, SHORT), (20.0, LONG)])
