@@ -57,8 +57,8 @@ class ChipState(NamedTuple):
     """The last event time seen: the next batch may not start before it."""
 
 
-class ChipTelemetry(NamedTuple):
-    """Counts of one step; energies in joules (active only, by rail)."""
+class FrontEndCounts(NamedTuple):
+    """What the sensor side did with one batch (steps 1–3 of :func:`chip_step`)."""
 
     input_events: int
     blocked_sensor_events: int
@@ -68,6 +68,15 @@ class ChipTelemetry(NamedTuple):
     polarity_dropped: int
     roi_dropped: int
     kept_events: int
+    dvs_input_events: int
+    """Events the DVS layer took in (priced as input events)."""
+
+
+class ChipTelemetry(NamedTuple):
+    """Counts of one step; energies in joules (active only, by rail)."""
+
+    front: FrontEndCounts
+    """What the sensor side kept and dropped (input, blocked, outside, noise, polarity, ROI, kept)."""
     synops: int
     neuron_updates: int
     spikes_per_layer: tuple[int, ...]
@@ -131,21 +140,6 @@ def check_time_order(events: Events, t_last_us: int) -> None:
         raise ValueError(f"events: t[{i}] = {int(t[i])} µs goes back from t[{i - 1}] = {int(t[i - 1])} µs")
 
 
-class FrontEndCounts(NamedTuple):
-    """What the sensor side did with one batch (steps 1–3 of :func:`chip_step`)."""
-
-    input_events: int
-    blocked_sensor_events: int
-    """All events, when the config sets ``dvs.pass_sensor_events = false``."""
-    outside_sensor: int
-    noise_dropped: int
-    polarity_dropped: int
-    roi_dropped: int
-    kept_events: int
-    dvs_input_events: int
-    """Events the DVS layer took in (priced as input events)."""
-
-
 def front_end_step(noise: FilterState, events: Events, cfg: ChipConfig) -> tuple[FilterState, Events, FrontEndCounts]:
     """Steps 1–3: drop events outside the array, the noise filter, pre-processing (pure)."""
     passed = events if cfg.dvs.pass_sensor_events else events[:0]
@@ -193,10 +187,7 @@ def chip_step(state: ChipState, events: Events, params: ChipParams) -> tuple[Chi
     t_end = int(events["t"][-1]) if len(events) else state.t_last_us
     decisions, readout = readout_step(to_readout, state.readout, cfg.readout, cfg.slow_clock_hz, t_end)
     telemetry = ChipTelemetry(
-        input_events=front.input_events, blocked_sensor_events=front.blocked_sensor_events,
-        outside_sensor=front.outside_sensor, noise_dropped=front.noise_dropped,
-        polarity_dropped=front.polarity_dropped, roi_dropped=front.roi_dropped, kept_events=front.kept_events,
-        synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
+        front=front, synops=int(counts.synops.sum()), neuron_updates=int(counts.neuron_updates.sum()),
         spikes_per_layer=tuple(int(n) for n in counts.spikes), routed_spikes=int(counts.routed.sum()),
         dropped_routed=int(counts.dropped.sum()), readout_spikes=len(to_readout),
         active_energy_j=active_j, decision_latency_us=decision_latency_us(decisions),

@@ -39,10 +39,10 @@ class Totals:
 
     def add(self, out: ChipOutput) -> None:
         tel = out.telemetry
-        self.input_events += tel.input_events
-        self.kept_events += tel.kept_events
+        self.input_events += tel.front.input_events
+        self.kept_events += tel.front.kept_events
         for reason in ("blocked_sensor_events", "outside_sensor", "noise_dropped", "polarity_dropped", "roi_dropped"):
-            self.dropped[reason] = self.dropped.get(reason, 0) + int(getattr(tel, reason))
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(getattr(tel.front, reason))
         self.synops += tel.synops
         per_layer = np.array(tel.spikes_per_layer, np.int64)
         self.spikes = per_layer if self.spikes.size == 0 else self.spikes + per_layer

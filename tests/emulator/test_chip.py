@@ -40,7 +40,7 @@ def test_batches_give_exactly_what_the_whole_stream_gives(mode: str) -> None:
     np.testing.assert_array_equal(np.concatenate([p.spikes for p in parts]), whole.spikes)
     np.testing.assert_array_equal(np.concatenate([p.decisions for p in parts]), whole.decisions)
     assert sum(p.telemetry.synops for p in parts) == whole.telemetry.synops > 0
-    assert sum(p.telemetry.kept_events for p in parts) == whole.telemetry.kept_events
+    assert sum(p.telemetry.front.kept_events for p in parts) == whole.telemetry.front.kept_events
 
 
 def test_events_outside_the_sensor_are_dropped_and_counted() -> None:
@@ -48,8 +48,8 @@ def test_events_outside_the_sensor_are_dropped_and_counted() -> None:
     events = _events(500, seed=2, side=32)
     out = Chip.from_config(cfg).step(events)
     outside = int(np.count_nonzero((events["x"] >= 16) | (events["y"] >= 16)))
-    assert out.telemetry.outside_sensor == outside > 0
-    assert out.telemetry.kept_events == len(events) - outside
+    assert out.telemetry.front.outside_sensor == outside > 0
+    assert out.telemetry.front.kept_events == len(events) - outside
 
 
 def test_dvs_output_goes_to_each_destination_in_order() -> None:
@@ -156,8 +156,8 @@ def test_pass_sensor_events_false_blocks_the_recording() -> None:
     cfg = small_config()
     cfg = replace(cfg, dvs=replace(cfg.dvs, pass_sensor_events=False))
     out = Chip.from_config(cfg).step(_events(300, seed=9))
-    assert out.telemetry.blocked_sensor_events == 300
-    assert out.telemetry.kept_events == 0 and out.telemetry.synops == 0
+    assert out.telemetry.front.blocked_sensor_events == 300
+    assert out.telemetry.front.kept_events == 0 and out.telemetry.synops == 0
 
 
 def test_readout_cycles_at_100_khz_and_epoch_times_do_not_overflow() -> None:
