@@ -4,7 +4,8 @@ A :class:`Stage` is the service's logic without sockets (``handle`` one input me
 report); :class:`Runtime` owns the sockets, the clock and the stop flag:
 
 * polls its inputs with a timeout (≤ :data:`~services.sockets.STOP_POLL_MS`) so a stop flag set by
-  SIGTERM/SIGINT is seen at once; drains what is queued in bursts;
+  SIGTERM/SIGINT is seen at once; drains what is queued in bursts and handles a burst's batches
+  joined into one (:mod:`services.coalesce`), so a stage that fell behind catches up at once;
 * a frame set that fails to decode is counted by reason (``dropped_messages{decode_<reason>}``),
   logged once per reason per telemetry interval, dropped, and the loop goes on; sequence gaps of
   the upstream PUB are counted (``dropped_messages{sequence_gap}``). Any other exception ends
@@ -37,6 +38,7 @@ from proto.messages import EventBatch, Message, Prediction, SpikeBatch, Telemetr
 from proto.sequence import SequenceTracker
 from services import telemetry as tm
 from services.clock import Clock
+from services.coalesce import coalesce
 from services.notify import Notifier
 from services.sockets import STOP_POLL_MS, send_frames
 
@@ -198,15 +200,17 @@ class Runtime:
             if self._xpub is not None and sock is self._xpub:
                 self._subscriptions(self._xpub)
                 continue
+            queued: list[Sequence[object]] = []
             for _ in range(BURST):
                 try:
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                self.receive([f.buffer for f in frames])
-                handled += 1
-                if self.stop.is_set():
-                    return handled
+                queued.append([f.buffer for f in frames])
+            self.receive_many(queued)
+            handled += len(queued)
+            if self.stop.is_set():
+                return handled
         return handled
 
     def _subscriptions(self, sock: zmq.Socket[bytes]) -> None:
@@ -223,6 +227,23 @@ class Runtime:
 
     def receive(self, frames: Sequence[object]) -> None:
         """Decode one frame set and run the stage on it (malformed: counted, logged, dropped)."""
+        self.receive_many([frames])
+
+    def receive_many(self, queued: Sequence[Sequence[object]]) -> None:
+        """Decode the frame sets found queued, count each, and run the stage on them coalesced
+        (:mod:`services.coalesce`): a backlog costs one message's overhead, not one per message."""
+        messages = [m for m in map(self._decode, queued) if m is not None]
+        if not messages:
+            return
+        started = self.clock.monotonic_ns()
+        for msg in coalesce(messages):
+            for out in self.stage.handle(msg, self._out):
+                self.send(out)
+        self._handle_us.append((self.clock.monotonic_ns() - started) / 1e3)
+
+    def _decode(self, frames: Sequence[object]) -> Message | None:
+        """The message, counted (records, sequence gaps, hop time); None for a malformed one (counted
+        by reason, logged once per reason per interval)."""
         try:
             msg = decode(list(frames))
         except ProtocolError as e:
@@ -231,18 +252,15 @@ class Runtime:
             if reason not in self._logged:
                 self._logged.add(reason)
                 log.warning("%s: dropped a malformed message (%s): %s", self.stage.name, e.reason, e)
-            return
+            return None
         c = self.counters
         c.messages_in += 1
         c.events_in += records(msg)
         gap = self.sequences.track(msg.stream, msg.topic, msg.seq)
         if gap:
             c.dropped_messages[tm.SEQUENCE_GAP] += gap
-        started = self.clock.monotonic_ns()
         self._hop_us.append((self.clock.wall_ns() - msg.sent_ns) / 1e3)
-        for out in self.stage.handle(msg, self._out):
-            self.send(out)
-        self._handle_us.append((self.clock.monotonic_ns() - started) / 1e3)
+        return msg
 
     def send(self, msg: Message) -> None:
         frames = encode(msg)
@@ -281,8 +299,8 @@ class Runtime:
         self._next_tick_ns = self.clock.monotonic_ns() + self.interval_ns
 
     def _timing(self) -> dict[str, Number]:
-        """Percentiles over the interval of the hop (upstream send → here, wall clock) and of handling
-        one message (decode excluded; step, encode and send included), µs; then starts afresh."""
+        """Percentiles over the interval of the hop (upstream send → here, wall clock, per message) and
+        of handling one burst (decode excluded; step, encode and send included), µs; then starts afresh."""
         out: dict[str, Number] = {}
         for name, values in (("hop", self._hop_us), ("handle", self._handle_us)):
             if values:
