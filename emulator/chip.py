@@ -30,9 +30,9 @@ import numpy.typing as npt
 
 from emulator import engine
 from emulator.config import READOUT_ADDRESS, ChipConfig
-from emulator.dvs import preprocess
+from emulator.front_end import FrontEndCounts, front_end_step
 from emulator.latency import decision_latency_us, delay_us, longest_paths_ns
-from emulator.noise import FilterState, init_filter_state, noise_filter
+from emulator.noise import FilterState, init_filter_state
 from emulator.power import ActivityCounts, Rail, energy_j
 from emulator.readout import Decisions, ReadoutState, new_readout_state, readout_step
 from proto.events import SPIKE_DTYPE, Events, Spikes, empty_spikes
@@ -55,21 +55,6 @@ class ChipState(NamedTuple):
     readout: ReadoutState
     t_last_us: int
     """The last event time seen: the next batch may not start before it."""
-
-
-class FrontEndCounts(NamedTuple):
-    """What the sensor side did with one batch (steps 1–3 of :func:`chip_step`)."""
-
-    input_events: int
-    blocked_sensor_events: int
-    """All events, when the config sets ``dvs.pass_sensor_events = false``."""
-    outside_sensor: int
-    noise_dropped: int
-    polarity_dropped: int
-    roi_dropped: int
-    kept_events: int
-    dvs_input_events: int
-    """Events the DVS layer took in (priced as input events)."""
 
 
 class ChipTelemetry(NamedTuple):
@@ -122,11 +107,6 @@ def dvs_to_core_inputs(events: Events, config: ChipConfig) -> Spikes:
     return out
 
 
-def _inside_sensor(events: Events, width: int, height: int) -> Events:
-    inside = (events["x"] < width) & (events["y"] < height)
-    return events if bool(inside.all()) else events[inside]
-
-
 def check_time_order(events: Events, t_last_us: int) -> None:
     """``ValueError`` naming the first event whose time goes back (within the batch or before ``t_last_us``)."""
     if len(events) == 0:
@@ -138,22 +118,6 @@ def check_time_order(events: Events, t_last_us: int) -> None:
     if len(back):
         i = int(back[0]) + 1
         raise ValueError(f"events: t[{i}] = {int(t[i])} µs goes back from t[{i - 1}] = {int(t[i - 1])} µs")
-
-
-def front_end_step(noise: FilterState, events: Events, cfg: ChipConfig) -> tuple[FilterState, Events, FrontEndCounts]:
-    """Steps 1–3: drop events outside the array, the noise filter, pre-processing (pure)."""
-    passed = events if cfg.dvs.pass_sensor_events else events[:0]
-    inside = _inside_sensor(passed, cfg.dvs.width, cfg.dvs.height)
-    filtered, noise, noise_dropped = noise_filter(
-        inside, noise, cfg.dvs.noise_filter, cfg.slow_clock_hz, cfg.dvs.width, cfg.dvs.height
-    )
-    pre, dvs_counts = preprocess(filtered, cfg.dvs)
-    counts = FrontEndCounts(
-        input_events=len(events), blocked_sensor_events=len(events) - len(passed),
-        outside_sensor=len(passed) - len(inside), noise_dropped=noise_dropped, polarity_dropped=dvs_counts.polarity,
-        roi_dropped=dvs_counts.roi, kept_events=len(pre), dvs_input_events=len(inside),
-    )  # fmt: skip
-    return noise, pre, counts
 
 
 def cores_step(

@@ -25,7 +25,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from emulator.config import READOUT_ADDRESS, STATE_MAX, STATE_MIN
-from emulator.slow_clock import tick_at
+from emulator.slow_clock_kernel import tick_at
 
 DEST_NONE, DEST_CORE, DEST_READOUT = 0, 1, 2
 """Kinds of destination slot in ``EngineParams.dest_kind``."""

@@ -72,19 +72,24 @@ def _compiled_config(settings: Settings) -> ChipConfig:
 def build_stage(name: str, settings: Settings) -> Stage:
     """The stage of a pipeline service (filter, chip, readout), its code compiled.
 
-    Imports are per stage: the readout needs no numba, and its process stays small."""
+    Imports are per stage: the readout needs no numba, nor does the filter unless its noise filter
+    filters, so their processes stay small."""
     if name == "readout":
         from services.defaults import resolve_chip_config
         from services.readout_stage import ReadoutStage
 
         return ReadoutStage(resolve_chip_config(settings.chip.config))
-    from emulator.attention import MaskParams
-    from services.stages import ChipStage, FilterStage
+    if name == "filter":  # no numba unless its noise filter filters
+        from services.defaults import resolve_chip_config
+        from services.filter_stage import FilterStage
 
-    if name == "filter":
-        return FilterStage(_compiled_config(settings))
+        filter_stage = FilterStage(resolve_chip_config(settings.chip.config))
+        filter_stage.warm_up()
+        return filter_stage
     if name == "chip":
+        from emulator.attention import MaskParams
         from services.defaults import model_mask
+        from services.stages import ChipStage
 
         c = settings.chip
         window, history, scorer = model_mask(c.config, c.mask_window_us, c.mask_history)

@@ -21,8 +21,6 @@ from proto.messages import Message, Prediction, SpikeBatch
 from services import telemetry as tm
 from services.runtime import Groups, Outbox
 
-TIME_RESETS = "time_resets"
-
 
 class ReadoutStage:
     """``spikes`` → the readout's per-cycle decisions → one ``prediction`` per passed decision."""
@@ -83,6 +81,6 @@ class ReadoutStage:
         values: dict[str, Number] = {
             tm.DECISIONS: self.decisions,
             tm.PREDICTIONS: self.predictions,
-            TIME_RESETS: self.resets,
+            tm.TIME_RESETS: self.resets,
         }
         return values, {tm.PREDICTIONS: dict(self.by_label)}

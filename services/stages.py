@@ -1,9 +1,9 @@
-"""The filter and chip stages: the emulator's pure steps with their service state.
+"""The chip stage: the emulator's pure steps with their service state.
 
-Each stage holds the state of its pure step (``emulator.chip.front_end_step``,
-``emulator.attention.mask_step`` + ``emulator.chip.cores_step``) and turns one input message into
-its outputs; :mod:`services.runtime` does the sockets. The readout stage is in
-:mod:`services.readout_stage` (it needs no numba, so its process stays small).
+The stage holds the state of its pure steps (``emulator.attention.mask_step`` +
+``emulator.chip.cores_step``) and turns one input message into its outputs; :mod:`services.runtime`
+does the sockets. The filter and readout stages are in :mod:`services.filter_stage` and
+:mod:`services.readout_stage`, apart, so that their processes load no numba they do not need.
 
 Event time must not go back within a stream. When it does (the upstream process restarted and
 started its clock again) the stage starts afresh from the new time and counts a ``time_resets``.
@@ -13,95 +13,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from emulator.attention import EventRateScorer, MaskParams, MaskState, Scorer, init_mask_state, mask_step
-from emulator.chip import ChipParams, cores_step, front_end_step, init_chip, stamp
+from emulator.chip import ChipParams, cores_step, init_chip, stamp
 from emulator.config import READOUT_ADDRESS, ChipConfig
 from emulator.dvs import output_shape
 from emulator.engine import EngineState, init_state
 from emulator.latency import delay_us
-from emulator.noise import FilterState, init_filter_state
-from emulator.power import RESTING_W, ActivityCounts, Rail, energy_j
+from emulator.power import RESTING_W
 from proto.events import make_events
 from proto.fields import Number
 from proto.messages import EventBatch, Message, SpikeBatch
 from services import telemetry as tm
+from services.energy_meter import EnergyMeter, rails
 from services.runtime import Groups, Outbox
-
-TIME_RESETS = "time_resets"
-
-
-def _rails(joules: dict[Rail, float]) -> dict[str, Number]:
-    return {rail.name.lower(): joules.get(rail, 0.0) for rail in Rail}
-
-
-@dataclass
-class EnergyMeter:
-    """Active energy by rail, cumulative, and its mean power over the event time since the last report."""
-
-    total_j: dict[Rail, float] = field(default_factory=lambda: dict.fromkeys(Rail, 0.0))
-    _mark_j: dict[Rail, float] = field(default_factory=lambda: dict.fromkeys(Rail, 0.0))
-    _mark_us: int | None = None
-    _last_us: int | None = None
-
-    def add(self, joules: dict[Rail, float], t_first_us: int, t_last_us: int) -> None:
-        """The energy of a batch spanning ``[t_first_us, t_last_us]`` of event time."""
-        for rail, j in joules.items():
-            self.total_j[rail] += j
-        self._mark_us = t_first_us if self._mark_us is None else self._mark_us
-        self._last_us = t_last_us
-
-    def restart(self) -> None:
-        """Event time went back: power is measured afresh from the next batch (energy keeps adding up)."""
-        self._mark_j, self._mark_us, self._last_us = dict(self.total_j), None, None
-
-    def report(self) -> Groups:
-        """``energy_j`` and ``active_power_w`` (over the event time since the last report) by rail."""
-        span_s = (self._last_us - self._mark_us) / 1e6 if self._mark_us is not None and self._last_us else 0.0
-        power = {r: (self.total_j[r] - self._mark_j[r]) / span_s if span_s > 0 else 0.0 for r in Rail}
-        if span_s > 0:
-            self._mark_j, self._mark_us = dict(self.total_j), self._last_us
-        return {tm.ENERGY_J: _rails(self.total_j), tm.ACTIVE_POWER_W: _rails(power)}
-
-
-class FilterStage:
-    """``events.raw`` → noise filter and Speck pre-processing → ``events.filtered``."""
-
-    name = "filter"
-    input_topic = "events.raw"
-
-    def __init__(self, config: ChipConfig) -> None:
-        self.config = config
-        _, self.out_height, self.out_width = output_shape(config.dvs)
-        self.noise: FilterState = init_filter_state(config.dvs.width, config.dvs.height)
-        self.t_last_us = 0
-        self.resets = 0
-        self.dropped: Counter[str] = Counter()
-        self.energy = EnergyMeter()
-
-    def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
-        if not isinstance(msg, EventBatch) or len(msg.events) == 0:
-            return ()
-        events = msg.events
-        if int(events["t"][0]) < self.t_last_us:
-            self.noise = init_filter_state(self.config.dvs.width, self.config.dvs.height)
-            self.resets += 1
-            self.energy.restart()
-        self.t_last_us = int(events["t"][-1])
-        self.noise, kept, c = front_end_step(self.noise, events, self.config)
-        for reason, n in (("noise", c.noise_dropped), ("polarity", c.polarity_dropped), ("roi", c.roi_dropped),
-                          ("outside_sensor", c.outside_sensor), ("blocked", c.blocked_sensor_events)):  # fmt: skip
-            self.dropped[reason] += n
-        joules = energy_j(ActivityCounts(input_events=c.dvs_input_events))
-        self.energy.add(joules, int(events["t"][0]), self.t_last_us)
-        env = out.envelope("events.filtered", msg.origin_ns)
-        return (EventBatch(events=kept, width=self.out_width, height=self.out_height, **env),)
-
-    def telemetry(self) -> tuple[dict[str, Number], Groups]:
-        return {TIME_RESETS: self.resets}, {tm.DROPPED_EVENTS: dict(self.dropped), **self.energy.report()}
 
 
 class ChipStage:
@@ -173,16 +100,16 @@ class ChipStage:
         model_s = self.model_s_before + self._model_s()  # a counter: never goes back across resets
         values: dict[str, Number] = {
             tm.SYNOPS: self.synops, tm.NEURON_UPDATES: self.neuron_updates, tm.WINDOWS: self.windows,
-            tm.MASKED_WINDOWS: self.masked_windows, tm.MODEL_TIME_S: model_s, TIME_RESETS: self.resets,
+            tm.MASKED_WINDOWS: self.masked_windows, tm.MODEL_TIME_S: model_s, tm.TIME_RESETS: self.resets,
             tm.INPUT_MASKED_RATIO: self.masked_windows / self.windows if self.windows else 0.0,
         }  # fmt: skip
         groups: Groups = {
             tm.SPIKES: {layer.name: int(n) for layer, n in zip(self.config.layers, self.spikes, strict=True)},
-            tm.RESTING_POWER_W: _rails(RESTING_W),
+            tm.RESTING_POWER_W: rails(RESTING_W),
             tm.PATH_LATENCY_NS: {
                 layer.name: int(ns) for layer, ns in zip(self.config.layers, self.params.layer_latency_ns, strict=True)
             },
-            tm.RESTING_ENERGY_J: _rails({r: w * model_s for r, w in RESTING_W.items()}),
+            tm.RESTING_ENERGY_J: rails({r: w * model_s for r, w in RESTING_W.items()}),
             tm.DROPPED_EVENTS: dict(self.dropped),
             **self.energy.report(),
         }

@@ -58,6 +58,9 @@ DROPPED_EVENTS: Final = "dropped_events"
 SEQUENCE_GAP: Final = "sequence_gap"
 TIMING_US: Final = "timing_us"
 DECODE_PREFIX: Final = "decode_"
+TIME_RESETS: Final = "time_resets"
+"""Counter of the filter, chip and readout: times event time went back (upstream restarted) and the
+stage started afresh."""
 
 ENERGY_J: Final = "energy_j"
 RESTING_ENERGY_J: Final = "resting_energy_j"

@@ -1,7 +1,7 @@
 """A trained model on the emulated chip: accuracy, spikes, NASFR, power, energy, latency (paper Table 1).
 
 Each sample (raw sensor events, time-ordered) runs through a fresh chip: the front end (noise filter
-and DVS pre-processing, :func:`emulator.chip.front_end_step`), the attention input mask when given
+and DVS pre-processing, :func:`emulator.front_end.front_end_step`), the attention input mask when given
 (:func:`emulator.attention.mask_step` on the DVS output, as :class:`services.stages.ChipStage` does),
 then the cores (:func:`emulator.chip.cores_step`), bin by bin (``dt_us``) so that spikes and active
 energy are known per time step. Classification:
@@ -35,10 +35,11 @@ import numpy as np
 import numpy.typing as npt
 
 from emulator.attention import EventRateScorer, MaskParams, Scorer, init_mask_state, mask_step
-from emulator.chip import ChipParams, check_time_order, cores_step, front_end_step, init_chip
+from emulator.chip import ChipParams, check_time_order, cores_step, init_chip
 from emulator.config import READOUT, READOUT_ADDRESS, ChipConfig
 from emulator.dvs import output_shape
 from emulator.engine import init_state
+from emulator.front_end import front_end_step
 from emulator.noise import init_filter_state
 from emulator.power import PROCESSOR_RAILS, RESTING_W, Rail
 from emulator.readout import cycle_end_us, cycle_index, new_readout_state, readout_step

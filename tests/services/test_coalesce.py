@@ -16,9 +16,10 @@ from proto.messages import EventBatch, Message, Prediction, SpikeBatch, Telemetr
 from services.clock import FakeClock
 from services.coalesce import coalesce
 from services.defaults import resolve_chip_config, synthetic_events
+from services.filter_stage import FilterStage
 from services.readout_stage import ReadoutStage
 from services.runtime import Outbox
-from services.stages import ChipStage, FilterStage
+from services.stages import ChipStage
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from emulator.attention import MaskParams, init_mask_state, mask_step
-from emulator.chip import Chip, front_end_step
+from emulator.chip import Chip
 from emulator.config import READOUT_ADDRESS, ChipConfig, NoiseFilter
 from emulator.dvs import output_shape
+from emulator.front_end import front_end_step
 from emulator.io import read_recording
 from emulator.noise import init_filter_state
 from proto.events import Events, Spikes, concat_events
@@ -21,9 +22,11 @@ from proto.messages import EventBatch, Message, Prediction, SpikeBatch
 from services import telemetry as tm
 from services.clock import FakeClock
 from services.defaults import resolve_chip_config, synthetic_events
+from services.filter_stage import FilterStage
 from services.readout_stage import ReadoutStage
 from services.runtime import Outbox
-from services.stages import TIME_RESETS, ChipStage, FilterStage
+from services.stages import ChipStage
+from services.telemetry import TIME_RESETS
 from tests.real_data import real_file
 
 SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"  # DVS128, 6.2 s, 130 k events
@@ -250,7 +253,7 @@ def test_filter_and_chip_restart_when_time_goes_back(config: ChipConfig) -> None
 
 def test_active_power_is_measured_afresh_after_event_time_goes_back() -> None:
     from emulator.power import Rail
-    from services.stages import EnergyMeter
+    from services.energy_meter import EnergyMeter
 
     meter = EnergyMeter()
     for t in range(10):  # 1 J per second of event time, batches of 1 s
@@ -262,3 +265,40 @@ def test_active_power_is_measured_afresh_after_event_time_goes_back() -> None:
     report = meter.report()
     assert report["active_power_w"]["logic"] == pytest.approx(2.0)
     assert report["energy_j"]["logic"] == pytest.approx(16.0)  # energy keeps adding up
+
+
+_PROBE = """
+import json, sys
+from services.config import Settings
+from services.launch import build_stage
+settings = Settings()
+build_stage(sys.argv[1], settings)
+print(json.dumps(sorted(m for m in ("numba", "llvmlite") if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(("stage", "jit"), [("readout", False), ("filter", False), ("chip", True)])
+def test_only_the_stages_that_need_a_jit_load_numba(stage: str, jit: bool) -> None:
+    """numba (llvmlite) costs a process ~150 MB of memory: the readout never needs it, the filter only
+    when its noise filter filters (the bundled models' filters nothing), the chip always."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, stage], cwd=repo, capture_output=True, text=True, check=True, timeout=300
+    )
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == (["llvmlite", "numba"] if jit else [])
+
+
+def test_a_filter_that_filters_noise_loads_its_kernel_and_drops_noise(config: ChipConfig) -> None:
+    noisy = replace(config, dvs=replace(config.dvs, noise_filter=NoiseFilter(mode="neighbourhood", threshold=2)))
+    stage = FilterStage(noisy)
+    stage.warm_up()
+    out = Outbox("cam0", FakeClock())
+    for msg in _raw(_windows(_head(synthetic_events(seed=5), 30_000))):
+        stage.handle(msg, out)
+    assert stage.telemetry()[1][tm.DROPPED_EVENTS]["noise"] > 0
