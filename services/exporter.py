@@ -209,6 +209,7 @@ class ExporterCollector(Collector):
         yield from self._chip(tele.get("chip"), "chip" in live)
         yield from self._sensor(tele.get("sensor"))
         yield from self._readout(snap, tele.get("readout"))
+        yield from self._timing(live)
 
     def _health(self, snap: Snapshot, up: dict[str, bool], live: dict[str, Telemetry]) -> Iterator[Metric]:
         g = GaugeMetricFamily("speck_service_up", "1 if the service's telemetry is fresh", labels=["service"])
@@ -316,6 +317,25 @@ class ExporterCollector(Collector):
             ("speck_pipeline_latency_seconds", "Sensor send to prediction send (wall clock)", snap.pipeline_latency),
         ):
             yield HistogramMetricFamily(name, doc, buckets=hist.buckets(), sum_value=hist.sum)
+
+    def _timing(self, live: dict[str, Telemetry]) -> Iterator[Metric]:
+        g = GaugeMetricFamily(
+            "speck_stage_timing_seconds",
+            "Per stage over its last telemetry interval: hop (upstream send to receive) and handle "
+            "(step, encode, send) wall time: stat p50, p99, max",
+            labels=["stage", "step", "stat"],
+        )
+        for service, msg in sorted(live.items()):
+            timing = msg.groups.get(t.TIMING_US, {})
+            for key, value in sorted(timing.items()):
+                step, _, stat = key.partition("_")
+                if stat in _STATS:
+                    g.add_metric([service, step, stat], value / 1e6)
+        yield g
+
+
+_STATS = ("p50", "p99", "max")
+"""Not a ``quantile`` label: that one is reserved for summaries."""
 
 
 def _single(cls: type[_Family], name: str, doc: str, value: float | None) -> _Family:

@@ -90,6 +90,7 @@ FILTER = _tele(
     active_power_w={"dvs": 1e-3, "io": 2e-3},
     dropped_events={"noise": 300, "roi": 100},
     dropped_messages={"sequence_gap": 2, "decode_bad_msgpack": 1},
+    timing_us={"hop_p50": 300.0, "hop_p99": 900.0, "hop_max": 1500.0, "handle_p50": 120.0, "handle_p99": 400.0},
 )
 CHIP = _tele(
     "chip",
@@ -361,3 +362,13 @@ def test_modeled_path_latency_per_layer_in_seconds() -> None:
     samples = _scrape(_fed(clock), clock)
     for layer, ns in CHIP.groups["path_latency_ns"].items():
         assert _v(samples, "speck_chip_path_latency_seconds", layer=layer) == pytest.approx(ns / 1e9)
+
+
+def test_per_stage_timing_in_seconds_by_step_and_stat() -> None:
+    clock = FakeClock()
+    samples = _scrape(_fed(clock), clock)
+    for key, us in FILTER.groups["timing_us"].items():
+        step, stat = key.split("_")
+        got = _v(samples, "speck_stage_timing_seconds", stage="filter", step=step, stat=stat)
+        assert got == pytest.approx(us / 1e6)
+    assert not any(name == "speck_stage_timing_seconds" and dict(labels)["stage"] == "chip" for name, labels in samples)
