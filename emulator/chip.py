@@ -164,6 +164,9 @@ def stamp(spikes: Spikes, params: ChipParams) -> Spikes:
     out = spikes.copy()
     layer = spikes["layer"].astype(np.int64)
     core = layer != READOUT_ADDRESS
+    if not core.any():  # the service's case: only the readout-bound spikes (or none)
+        out["t"] += np.uint64(delay_us(params.readout_latency_ns))
+        return out
     delay = np.full(len(spikes), delay_us(params.readout_latency_ns), np.uint64)
     per_layer_us = np.array([delay_us(int(ns)) for ns in params.layer_latency_ns], np.uint64)
     delay[core] = per_layer_us[layer[core]] if len(per_layer_us) else 0

@@ -26,6 +26,7 @@ Cost is O(spikes + cycles) per call (a dense cycles × 15 count table).
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -84,6 +85,7 @@ class ReadoutState(NamedTuple):
     history: npt.NDArray[np.uint16]
 
 
+@functools.lru_cache(maxsize=64)  # a Fraction costs ~10 µs, and every step asks (one rate per chip)
 def _clock(slow_clock_hz: float) -> tuple[int, int]:
     """``hz`` as an exact ratio ``num / den`` (denominator ≤ 10⁶) so cycle indices are integer maths."""
     if not slow_clock_hz > 0:

@@ -18,7 +18,8 @@ Groups every pipeline service sends:
   service, from sequence numbers), ``decode_<reason>`` (a malformed message, one of
   :data:`proto.codec` reasons, e.g. ``decode_bad_msgpack``);
 * ``timing_us`` — over the last interval: ``hop_p50``, ``hop_p99``, ``hop_max`` (upstream send → this
-  service's receive, wall clock) and ``handle_p50``/``_p99``/``_max`` (one message: step, encode, send);
+  service's receive, wall clock, per message) and ``handle_p50``/``_p99``/``_max`` (one burst of
+  queued messages, joined (:mod:`services.coalesce`): step, encode, send);
 * ``dropped_events`` — reason → counter: events this stage dropped on purpose (filter: ``noise``,
   ``polarity``, ``roi``, ``outside_sensor``; chip: ``masked``, ``outside_core``).
 
