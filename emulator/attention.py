@@ -293,7 +293,8 @@ def _ring(old: npt.NDArray[_T], new: npt.NDArray[_T], h: int) -> npt.NDArray[_T]
 def mask_step(
     state: MaskState, events: Events, params: MaskParams, scorer: Scorer
 ) -> tuple[MaskState, Events, MaskCounts]:
-    """Mask a time-ordered batch; returns ``(new state, kept events in order, counts)``.
+    """Mask a time-ordered batch; returns ``(new state, kept events in order, counts)`` (the kept
+    events may be ``events`` itself, when the whole batch falls in a window already kept).
 
     Pure: ``state`` is never mutated. Splitting a stream into batches gives the same kept events and
     final state as one call, provided each returned state is passed to the next call.
@@ -308,7 +309,7 @@ def mask_step(
     if n == 0:
         return state, empty_events(), MaskCounts(0, 0, 0, 0)
     frame = state.frame.ravel().copy()
-    starts, windows, totals, maxes = (np.empty(n + 1, np.int64) for _ in range(4))
+    starts, windows, totals, maxes = np.empty((4, n + 1), np.int64)  # one allocation, four rows
     g = _scan(
         event_words(src), state.t0_us, params.window_us, state.last_t_us, state.window, frame,
         params.frame_shape, state.width, state.height, starts, windows, totals, maxes,
@@ -318,21 +319,24 @@ def mask_step(
     starts[g] = n
     first_new = 1 if windows[0] == state.window else 0
     new_runs = g - first_new
+    if new_runs == 0:  # the whole batch in the window already decided (most small batches): no copy
+        kept_events = src if state.keep else empty_events()
+        n_kept = len(kept_events)
+        new_state = state._replace(frame=frame.reshape(params.frame_shape), last_t_us=int(src["t"][-1]))
+        return new_state, kept_events, MaskCounts(n, n - n_kept, 0, 0)
     valid = min(state.n_decided, h)
-    features, scores, kept = state.features, state.scores, state.kept
     keep = np.full(g, state.keep, np.bool_)
-    if new_runs:
-        feats, ends = _history(state, params, (windows[:g], totals[:g], maxes[:g]), first_new)
-        new_scores = np.array([scorer.score(feats[end - h : end]) for end in ends], np.float64)
-        all_scores = np.concatenate([state.scores[h - valid :], new_scores])
-        all_kept = np.concatenate([state.kept[h - valid :], np.zeros(new_runs, np.bool_)])
-        _threshold(all_scores, all_kept, valid, h, float(params.mask_ratio))
-        keep[first_new:] = all_kept[valid:]
-        features, scores, kept = (
-            feats[-h:].copy(),
-            _ring(state.scores, new_scores, h),
-            _ring(state.kept, keep[first_new:], h),
-        )
+    feats, ends = _history(state, params, (windows[:g], totals[:g], maxes[:g]), first_new)
+    new_scores = np.array([scorer.score(feats[end - h : end]) for end in ends], np.float64)
+    all_scores = np.concatenate([state.scores[h - valid :], new_scores])
+    all_kept = np.concatenate([state.kept[h - valid :], np.zeros(new_runs, np.bool_)])
+    _threshold(all_scores, all_kept, valid, h, float(params.mask_ratio))
+    keep[first_new:] = all_kept[valid:]
+    features, scores, kept = (
+        feats[-h:].copy(),
+        _ring(state.scores, new_scores, h),
+        _ring(state.kept, keep[first_new:], h),
+    )
     out = empty_events_uninitialised(n)
     n_kept = _gather(event_words(src), event_words(out), starts, keep)
     new_state = state._replace(
