@@ -26,6 +26,7 @@ the input event that caused it (latency is another module's job).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
@@ -261,6 +262,23 @@ def outputs_per_input(params: EngineParams) -> int:
     return min(rows, MAX_OUTPUTS_PER_INPUT)
 
 
+SCRATCH_MAX_INPUTS: Final = 8192
+"""Batches up to this many inputs write their outputs into a reused per-thread buffer, then copy the
+rows written. The output buffer reserves room for the worst case (``max_outputs_per_input``, up to
+64 MB); allocating that per call meant an mmap and munmap per batch, a fixed cost that dominated the
+small batches of a live pipeline. Bigger batches allocate their own (the copy would cost more)."""
+_SCRATCH = threading.local()
+
+
+def _scratch(rows: int) -> npt.NDArray[np.uint64]:
+    """A ``(≥ rows, 2)`` uint64 buffer reused by this thread (contents undefined)."""
+    buf: npt.NDArray[np.uint64] | None = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.shape[0] < rows:
+        buf = np.empty((rows, 2), np.uint64)
+        _SCRATCH.buf = buf
+    return buf[:rows]
+
+
 def _kernel_params(p: EngineParams) -> tuple[npt.NDArray[np.generic], ...]:
     """The params arrays in :func:`emulator.engine_kernel.run_events`' order."""
     return (p.shape_in, p.shape_out, p.ksp, p.weights, p.w_off, p.v_off, p.th_high, p.th_low, p.reset_zero,
@@ -291,7 +309,8 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
     per_input = params.max_outputs_per_input or outputs_per_input(params)  # (a Python loop: 0.2 ms a call)
     # SPIKE_DTYPE rows as two words each; pages never written cost nothing (np.empty touches none;
     # ndarray.resize would zero-fill the new rows, and that dominated whole runs)
-    out = np.empty((n + min(OUT_ROWS_PER_INPUT * n, _SPARE_ROWS) + per_input + 2, 2), np.uint64)
+    rows_needed = n + min(OUT_ROWS_PER_INPUT * n, _SPARE_ROWS) + per_input + 2
+    out = _scratch(rows_needed) if n <= SCRATCH_MAX_INPUTS else np.empty((rows_needed, 2), np.uint64)
     counts = np.zeros((params.shape_in.shape[0], N_COUNTERS), np.int64)
     i, n_out, tick, dropped_inputs = 0, 0, state.ticks, 0
     while True:
@@ -314,8 +333,9 @@ def step(state: EngineState, inputs: Spikes, params: EngineParams) -> tuple[Engi
         bigger = np.empty((2 * out.shape[0] + per_input + 2, 2), np.uint64)
         bigger[:n_out] = out[:n_out]
         out = bigger
-    # keep the rows written: a copy when most of the buffer went unused, so it can be freed
-    rows = out[:n_out].copy() if n_out < out.shape[0] // 2 else out[:n_out]
+    # keep the rows written: a copy when most of the buffer went unused (so it can be freed) or when it
+    # is the reused scratch buffer (the next call overwrites it)
+    rows = out[:n_out].copy() if n_out < out.shape[0] // 2 or n <= SCRATCH_MAX_INPUTS else out[:n_out]
     spikes = rows.view(SPIKE_DTYPE).reshape(n_out)
     result = EngineCounts(
         synops=counts[:, C_SYNOPS].copy(),
