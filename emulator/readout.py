@@ -168,6 +168,8 @@ def readout_step(
 def _quiet_step(state: ReadoutState, end_cycle: int, slow_clock_hz: float) -> tuple[Decisions, ReadoutState]:
     """:func:`readout_step` when nothing was counted in the last ``average`` cycles and no spike comes:
     every completed cycle decides "no class" (the common case between gestures; a tenth of the cost)."""
+    if end_cycle == state.cycle:  # no cycle completed: nothing to decide, nothing changes
+        return _NO_DECISIONS, state
     num, den = _clock(slow_clock_hz)
     done = np.arange(state.cycle, end_cycle, dtype=np.int64)
     decisions = np.zeros(len(done), DECISION_DTYPE)
@@ -175,6 +177,10 @@ def _quiet_step(state: ReadoutState, end_cycle: int, slow_clock_hz: float) -> tu
     decisions["t"] = -(-(done + 1) * (den * US_PER_S) // num)
     decisions["t_first"] = NO_SPIKE_US
     return decisions, state._replace(cycle=end_cycle)
+
+
+_NO_DECISIONS = np.zeros(0, DECISION_DTYPE)
+_NO_DECISIONS.flags.writeable = False
 
 
 def _counting_step(

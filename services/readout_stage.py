@@ -47,8 +47,10 @@ class ReadoutStage:
     def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
         if not isinstance(msg, SpikeBatch):
             return ()
-        spikes = msg.spikes.copy()
-        spikes["t"] = np.maximum(spikes["t"], self.delay_us) - np.uint64(self.delay_us)
+        spikes = msg.spikes
+        if len(spikes):
+            spikes = spikes.copy()
+            spikes["t"] = np.maximum(spikes["t"], self.delay_us) - np.uint64(self.delay_us)
         t_end_us = max(msg.t_end_us - self.delay_us, 0)
         t_start = int(spikes["t"][0]) if len(spikes) else t_end_us
         if self.state is None or t_start < self.t_end_us:
@@ -57,6 +59,8 @@ class ReadoutStage:
         self.t_end_us = t_end_us
         decisions, self.state = readout_step(spikes, self.state, self.config.readout, self.hz, t_end_us)
         self.decisions += len(decisions)
+        if not len(decisions):
+            return ()
         passed = decisions[decisions["passed"]]
         latency = decision_latency_us(passed)
         window_us = int(self.cycle_us * self.config.readout.average)
