@@ -56,7 +56,7 @@ def event_words(events: Events) -> npt.NDArray[np.uint64]:
     """The events as an ``(n, 2)`` uint64 view: ``[t, x | y << 16 | p << 32]`` per event.
 
     Decoders write whole 16-byte events through this view (two stores, padding
-    zeroed) instead of four field stores (``emulator.io.base.pack_xyp``). Needs a
+    zeroed) instead of four field stores (``emulator.io.kernels.pack_xyp``). Needs a
     little-endian host, like the dtype's fields (checked at import).
     """
     return events.view(np.uint64).reshape(-1, 2)

@@ -80,7 +80,7 @@ def default_recording(environ: Mapping[str, str] | None = None) -> Path:
         return bundled
     path = cache_dir(environ) / f"default-recording-v{RECORDING_VERSION}.npz"
     if not path.exists():
-        from emulator.io.speck_npz import write_npz  # (imports numba: only where a recording is made)
+        from emulator.io.speck_npz import write_npz  # (only where a recording is made)
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")

@@ -37,10 +37,9 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from emulator.io.base import Label, Recording, RecordingError, RecordingInfo, build, pack_xyp
+from emulator.io.base import Label, Recording, RecordingError, RecordingInfo, build
 from emulator.io.walk import Bytes, Step, walk
 from proto.events import EVENT_DTYPE, Events, event_words
 
@@ -72,112 +71,6 @@ _E_TYPE, _E_SIZE, _E_COUNTS, _E_OVERFLOW, _E_PAST_END, _E_X, _E_Y, _E_TS = 1, 2,
 
 def probe(head: bytes, path: Path) -> bool:
     return head.startswith(MAGIC)
-
-
-@numba.njit(cache=True, nogil=True)
-def _u32(buf: np.ndarray, p: int) -> np.int64:
-    return np.int64(buf[p]) | np.int64(buf[p + 1]) << 8 | np.int64(buf[p + 2]) << 16 | np.int64(buf[p + 3]) << 24
-
-
-@numba.njit(cache=True, nogil=True)
-def _i32(buf: np.ndarray, p: int) -> np.int64:
-    v = _u32(buf, p)
-    return v - (1 << 32) if v >= 1 << 31 else v
-
-
-@numba.njit(cache=True, nogil=True)
-def _i16(buf: np.ndarray, p: int) -> np.int64:
-    v = np.int64(buf[p]) | np.int64(buf[p + 1]) << 8
-    return v - (1 << 16) if v >= 1 << 15 else v
-
-
-@numba.njit(cache=True, nogil=True)
-def _packet_error(buf: np.ndarray, pos: int, bytes_to_end: int) -> int:
-    """0 if the packet header at ``pos`` is sound and its events fit in the file, else an error code."""
-    etype = _i16(buf, pos)
-    size, ts_offset, capacity, number, valid = (
-        _i32(buf, pos + 4),
-        _i32(buf, pos + 8),
-        _i32(buf, pos + 16),
-        _i32(buf, pos + 20),
-        _i32(buf, pos + 24),
-    )
-    if etype < 0:
-        return _E_TYPE
-    if size <= 0 or (etype == POLARITY_TYPE and (size != POLARITY_SIZE or ts_offset != POLARITY_TS_OFFSET)):
-        return _E_SIZE
-    if capacity < 0 or number < 0 or valid < 0 or number > capacity or valid > number:
-        return _E_COUNTS
-    if _i32(buf, pos + 12) < 0:
-        return _E_OVERFLOW
-    if capacity * size > bytes_to_end - PACKET_HEADER_BYTES:
-        return _E_PAST_END
-    return 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode(
-    buf: np.ndarray, bytes_to_end: int, out: np.ndarray, state: np.ndarray, skipped: np.ndarray, width: int, height: int
-) -> tuple[int, int, int]:
-    """Walk packets through ``buf`` (``bytes_to_end``: bytes from ``buf[0]`` to the end of the file).
-
-    Events go to ``out`` (event words). Returns ``(n_events, consumed, error)``;
-    on error, ``consumed`` is the offset
-    of the bad packet header or event. A packet may span buffers (``state``).
-    """
-    n = buf.shape[0]
-    pos = 0
-    k = 0
-    while True:
-        if state[_S_LEFT] == 0:  # expecting a packet header
-            if pos + PACKET_HEADER_BYTES > n:
-                break
-            error = _packet_error(buf, pos, bytes_to_end - pos)
-            if error:
-                return k, pos, error
-            etype = _i16(buf, pos)
-            state[_S_TYPE] = etype
-            state[_S_OVERFLOW] = _i32(buf, pos + 12)
-            state[_S_LEFT] = np.int64(_i32(buf, pos + 16)) * _i32(buf, pos + 4)
-            if etype != POLARITY_TYPE:
-                skipped[etype] += _i32(buf, pos + 20)
-            pos += PACKET_HEADER_BYTES
-        elif state[_S_TYPE] != POLARITY_TYPE:  # skip the events of other packets
-            take = min(state[_S_LEFT], n - pos)
-            pos += take
-            state[_S_LEFT] -= take
-            if state[_S_LEFT]:
-                break
-        else:
-            k, pos, error = _polarity(buf, pos, out, k, state, width, height)
-            if error:
-                return k, pos, error
-            if state[_S_LEFT]:
-                break
-    return k, pos, 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _polarity(
-    buf: np.ndarray, pos: int, out: np.ndarray, k: int, state: np.ndarray, width: int, height: int
-) -> tuple[int, int, int]:
-    """Decode the current polarity packet's whole events in ``buf`` from ``pos``: ``(k, pos, error)``."""
-    while state[_S_LEFT] and pos + POLARITY_SIZE <= buf.shape[0]:
-        data = _u32(buf, pos)
-        if data & 1:
-            ts = _i32(buf, pos + 4)
-            x = (data >> 17) & ADDRESS_MASK
-            y = (data >> 2) & ADDRESS_MASK
-            if ts < 0 or x >= width or y >= height:
-                return k, pos, _E_TS if ts < 0 else (_E_X if x >= width else _E_Y)
-            out[k, 0] = (state[_S_OVERFLOW] << TS_OVERFLOW_SHIFT) | ts
-            out[k, 1] = pack_xyp(x, y, (data >> 1) & 1)
-            k += 1
-        else:
-            state[_S_INVALID] += 1
-        pos += POLARITY_SIZE
-        state[_S_LEFT] -= POLARITY_SIZE
-    return k, pos, 0
 
 
 def read_header(path: Path) -> tuple[int, dict[str, str], list[str]]:
@@ -279,11 +172,16 @@ class _Decoder:
         self.file_bytes = path.stat().st_size
         self.state = np.zeros(4, dtype=np.int64)
         self.skipped = np.zeros(MAX_EVENT_TYPES, dtype=np.int64)
+        from emulator.io.kernels import aedat31 as kernels  # numba: only once decoding starts
+
+        self._decode = kernels.decode
 
     def step(self, buf: Bytes, offset: int) -> Step:
         out = np.zeros(buf.size // POLARITY_SIZE + 1, dtype=EVENT_DTYPE)
         to_end = self.file_bytes - offset
-        n, consumed, error = _decode(buf, to_end, event_words(out), self.state, self.skipped, self.width, self.height)
+        n, consumed, error = self._decode(
+            buf, to_end, event_words(out), self.state, self.skipped, self.width, self.height
+        )
         self._count_dropped()
         if not error:
             return Step(out[:n], consumed)

@@ -158,6 +158,8 @@ def rechunk(
 ) -> Iterator[Events]:
     """Copy packets' events into chunks of exactly ``chunk_events`` (the last may be shorter),
     checking each event on the way (one pass: check, copy, zero the padding)."""
+    from emulator.io.kernels import aedat4 as kernels  # numba: only once decoding starts
+
     out = np.empty(chunk_events, dtype=EVENT_DTYPE)
     k = 0
     width, height = layout.events.width, layout.events.height
@@ -165,7 +167,7 @@ def rechunk(
         i = 0
         while i < events.shape[0]:
             n = min(chunk_events - k, events.shape[0] - i)
-            bad = pk.copy_events(event_words(events[i : i + n]), event_words(out[k : k + n]), width, height)
+            bad = kernels.copy_events(event_words(events[i : i + n]), event_words(out[k : k + n]), width, height)
             if bad >= 0:
                 rec.damage = pk.bad_event(events, i + bad, layout.events, rec.info.path, offset)
                 k += bad

@@ -22,7 +22,8 @@ vector (uint32 count, then 16-byte structs: int64 t µs, int16 x, int16 y, uint8
 
 Flatbuffers are walked by hand (root uoffset → table, soffset → vtable, uint16
 field offsets) with every offset bounds-checked — the IOHeader in Python, each
-``EVTS`` packet in one numba call (the hot path) — and every event is checked to lie
+``EVTS`` packet in one numba call (the hot path: :mod:`emulator.io.kernels.aedat4`, imported
+only once a packet is decoded) — and every event is checked to lie
 inside the sensor with ``on`` 0/1 and ``t >= 0``. Damage raises
 :class:`~emulator.io.base.RecordingError` naming the packet's stream offset.
 Decompressed packets are capped at :data:`MAX_PACKET_BYTES` (a corrupt or hostile
@@ -37,12 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lz4.frame
-import numba
 import numpy as np
 import zstandard
 
 from emulator.io.base import RecordingError
-from proto.events import EVENT_DTYPE, PADDING_MASK, Events, event_words
+from proto.events import EVENT_DTYPE, Events, event_words
 
 SIZE = struct.Struct("<i")
 PACKET_HEADER = struct.Struct("<ii")
@@ -260,9 +260,8 @@ def decompress(payload: Buffer, compression: int, path: Path, offset: int) -> Bu
         raise RecordingError(path, offset, f"a valid {name}-compressed packet", str(exc)) from exc
 
 
-# _event_vector result codes (the hot path walks the EVTS flatbuffer in numba, in one call)
+# event_vector result codes (the hot path walks the EVTS flatbuffer in numba, in one call: see emulator.io.kernels)
 _OK, _BAD_PREFIX, _BAD_ID, _OUT_OF_BOUNDS, _BAD_VTABLE = range(5)
-_EVTS = np.frombuffer(EVENTS_ID, dtype=np.uint8)
 _ERRORS = {
     _BAD_PREFIX: "a uint32 size prefix equal to the packet length - 4",
     _BAD_ID: "the file identifier EVTS",
@@ -271,66 +270,22 @@ _ERRORS = {
 }
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _u16(b: np.ndarray, pos: int) -> int:
-    return int(np.int64(b[pos]) | (np.int64(b[pos + 1]) << 8))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _u32(b: np.ndarray, pos: int) -> int:
-    return _u16(b, pos) | (_u16(b, pos + 2) << 16)
-
-
-@numba.njit(cache=True, nogil=True)
-def _event_vector(b: np.ndarray) -> tuple[int, int, int, int]:
-    """``(start, count, code, where)`` of the event vector of a size-prefixed EVTS flatbuffer."""
-    n = b.shape[0]
-    if n < 12 or _u32(b, 0) + 4 != n:
-        return 0, 0, _BAD_PREFIX, 0
-    for i in range(4):
-        if b[8 + i] != _EVTS[i]:
-            return 0, 0, _BAD_ID, 8
-    table = 4 + _u32(b, 4)
-    if table + 4 > n:
-        return 0, 0, _OUT_OF_BOUNDS, 4
-    soffset = _u32(b, table)
-    vtable = table - (soffset - (1 << 32) if soffset >= 1 << 31 else soffset)
-    if vtable < 4 or vtable + 4 > n:
-        return 0, 0, _OUT_OF_BOUNDS, table
-    vt_size = _u16(b, vtable)
-    if vt_size < 4 or vt_size % 2 or vtable + vt_size > n:
-        return 0, 0, _BAD_VTABLE, vtable
-    rel = _u16(b, vtable + 4) if vt_size >= 6 else 0
-    if rel == 0:
-        return 0, 0, _OK, 0  # no event vector: an empty packet
-    if table + rel + 4 > n:
-        return 0, 0, _OUT_OF_BOUNDS, vtable + 4
-    vec = table + rel + _u32(b, table + rel)
-    if vec + 4 > n or vec + 4 + EVENT_BYTES * _u32(b, vec) > n:
-        return 0, 0, _OUT_OF_BOUNDS, table + rel
-    return vec + 4, _u32(b, vec), _OK, 0
-
-
-@numba.njit(cache=True, nogil=True)
 def copy_events(src: np.ndarray, dst: np.ndarray, width: int, height: int) -> int:
     """Copy event words ``src`` into ``dst`` (see ``proto.events.event_words``), zeroing the
     struct padding, and checking each event on the way: inside the sensor, on 0/1, t ≥ 0
     (as int64). Returns the index of the first bad event (nothing from it on is copied), or −1.
     """
-    top = np.uint64(1 << 63)
-    for i in range(src.shape[0]):
-        t, xyp = src[i, 0], src[i, 1]
-        if (xyp & 0xFFFF) >= width or ((xyp >> 16) & 0xFFFF) >= height or ((xyp >> 32) & 0xFF) > 1 or t >= top:
-            return i
-        dst[i, 0] = t
-        dst[i, 1] = xyp & PADDING_MASK
-    return -1
+    from emulator.io.kernels import aedat4 as kernels  # numba: only once decoding starts
+
+    return int(kernels.copy_events(src, dst, width, height))
 
 
 def packet_events(buf: Buffer, path: Path, offset: int) -> Events:
     """The events of one decompressed ``EVTS`` packet, unchecked: a zero-copy view of ``buf``
     (check them while copying with :func:`copy_events`, or use :func:`event_packet`)."""
-    start, count, code, where = _event_vector(np.frombuffer(buf, dtype=np.uint8))
+    from emulator.io.kernels import aedat4 as kernels  # numba: only once decoding starts
+
+    start, count, code, where = kernels.event_vector(np.frombuffer(buf, dtype=np.uint8))
     if code != _OK:
         raise RecordingError(path, offset, f"an EVTS packet: {_ERRORS[code]}", f"not so at byte {where} of {len(buf)}")
     return np.frombuffer(buf, dtype=EVENT_DTYPE, count=count, offset=start)

@@ -23,9 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
-import numpy as np
-
 from proto.events import Events, concat_events
 
 PROBE_BYTES = 4096
@@ -33,12 +30,6 @@ PROBE_BYTES = 4096
 
 DEFAULT_CHUNK_EVENTS = 1 << 20
 """Events per chunk when the caller does not say: 16 MiB of events, a few ms of work."""
-
-
-@numba.njit(inline="always", cache=True)
-def pack_xyp(x: int | np.integer, y: int | np.integer, p: int | np.integer) -> np.uint64:
-    """Second word of an event in ``proto.events.event_words``: ``x | y << 16 | p << 32``."""
-    return np.uint64(x) | (np.uint64(y) << np.uint64(16)) | (np.uint64(p) << np.uint64(32))
 
 
 class RecordingError(ValueError):

@@ -26,14 +26,13 @@ array that N-CARS and the other DAT datasets were recorded with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from emulator.io.base import Recording, RecordingError, RecordingInfo, build, pack_xyp
+from emulator.io.base import Recording, RecordingError, RecordingInfo, build
 from emulator.io.percent_header import parse_percent_header
 from emulator.io.walk import Bytes, Step, walk
 from proto.events import EVENT_DTYPE, Events, event_words
@@ -53,6 +52,9 @@ FIELD_BITS = {"1": (9, 8), "2": (14, 14)}
 # decoder state slots (carried from block to block)
 _S_OFFSET, _S_PREV = 0, 1
 
+Decode = Callable[..., tuple[int, int]]
+"""The numba record decoder (:func:`emulator.io.kernels.dat.decode`)."""
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -70,38 +72,6 @@ def probe(head: bytes, path: Path) -> bool:
         return False
     text = head.split(b"\n", 1)[0]
     return b"Data file containing" in text or path.suffix.lower() == EXTENSION
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode(
-    raw: np.ndarray, out: np.ndarray, state: np.ndarray, x_bits: int, y_bits: int, width: int, height: int
-) -> tuple[int, int]:
-    """Decode the whole records of ``raw`` into ``out`` (event words); returns ``(n_events, bad_record)`` (−1: none bad)."""
-    t_off = state[_S_OFFSET]
-    prev = state[_S_PREV]
-    x_mask = (1 << x_bits) - 1
-    y_mask = (1 << y_bits) - 1
-    for i in range(raw.shape[0] // RECORD_BYTES):
-        b = i * RECORD_BYTES
-        ts = np.int64(raw[b]) | np.int64(raw[b + 1]) << 8 | np.int64(raw[b + 2]) << 16 | np.int64(raw[b + 3]) << 24
-        data = (
-            np.int64(raw[b + 4]) | np.int64(raw[b + 5]) << 8 | np.int64(raw[b + 6]) << 16 | np.int64(raw[b + 7]) << 24
-        )
-        x = data & x_mask
-        y = (data >> x_bits) & y_mask
-        p = (data >> (x_bits + y_bits)) & 0xF
-        if x >= width or y >= height or p > 1:
-            state[_S_OFFSET] = t_off
-            state[_S_PREV] = prev
-            return i, i
-        if ts + (1 << 31) < prev:
-            t_off += TIMESTAMP_WRAP
-        prev = ts
-        out[i, 0] = ts + t_off
-        out[i, 1] = pack_xyp(x, y, p)
-    state[_S_OFFSET] = t_off
-    state[_S_PREV] = prev
-    return raw.shape[0] // RECORD_BYTES, -1
 
 
 def read_layout(path: Path) -> tuple[Layout, dict[str, str]]:
@@ -140,10 +110,10 @@ def _size(path: Path, header: dict[str, str]) -> tuple[int, int]:
         ) from exc
 
 
-def _step(path: Path, layout: Layout, state: np.ndarray, raw: Bytes, offset: int) -> Step:
+def _step(path: Path, layout: Layout, state: np.ndarray, decode: Decode, raw: Bytes, offset: int) -> Step:
     out = np.zeros(raw.size // RECORD_BYTES, dtype=EVENT_DTYPE)
     x_bits, y_bits = FIELD_BITS[layout.version]
-    n, bad = _decode(raw, event_words(out), state, x_bits, y_bits, layout.width, layout.height)
+    n, bad = decode(raw, event_words(out), state, x_bits, y_bits, layout.width, layout.height)
     if bad < 0:
         return Step(out, n * RECORD_BYTES)
     b = bad * RECORD_BYTES
@@ -162,13 +132,15 @@ def _truncated(path: Path, offset: int, n_bytes: int) -> RecordingError:
 
 
 def _events(path: Path, layout: Layout, chunk_events: int, rec: Recording) -> Iterator[Events]:
+    from emulator.io.kernels.dat import decode  # numba: only once decoding starts
+
     state = np.zeros(2, dtype=np.int64)
     yield from walk(
         path,
         layout.data_offset,
         chunk_events * RECORD_BYTES,
         chunk_events,
-        lambda raw, offset: _step(path, layout, state, raw, offset),
+        lambda raw, offset: _step(path, layout, state, decode, raw, offset),
         lambda offset, n: _truncated(path, offset, n),
         rec,
     )

@@ -19,13 +19,12 @@ turns it over the same way), so ``y = height − 1 − y_stored`` for an upright
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from emulator.io.base import Recording, RecordingError, RecordingInfo, build, pack_xyp
+from emulator.io.base import Recording, RecordingError, RecordingInfo, build
 from emulator.io.walk import Bytes, Step, walk
 from proto.events import EVENT_DTYPE, Events, event_words
 
@@ -44,46 +43,12 @@ TIME_ORIGIN = "recording start"
 _S_T = 0  # decoder state slot: running timestamp (carried from block to block)
 _E_X, _E_Y = 1, 2  # error codes: x or y outside the sensor
 
+Decode = Callable[..., tuple[int, int, int]]
+"""The numba byte-stream decoder (:func:`emulator.io.kernels.eventstream.decode`)."""
+
 
 def probe(head: bytes, path: Path) -> bool:
     return head.startswith(MAGIC)
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode(buf: np.ndarray, out: np.ndarray, state: np.ndarray, width: int, height: int) -> tuple[int, int, int]:
-    """Decode ``buf`` up to its last whole event into ``out`` (event words).
-
-    Returns ``(n_events, consumed, error)``: ``consumed`` bytes are fully decoded
-    (a partial event at the end is left for the next buffer); ``error`` is 0, or
-    ``_E_X`` / ``_E_Y`` for the event starting at ``consumed``.
-    """
-    n = buf.shape[0]
-    t = state[_S_T]
-    pos = 0
-    k = 0
-    while pos < n:
-        b = np.int64(buf[pos])
-        if b == OVERFLOW_BYTE:
-            t += OVERFLOW_US
-            pos += 1
-            continue
-        if b == RESET_BYTE:
-            pos += 1
-            continue
-        if pos + EVENT_BYTES > n:
-            break
-        x = np.int64(buf[pos + 1]) | np.int64(buf[pos + 2]) << 8
-        y = np.int64(buf[pos + 3]) | np.int64(buf[pos + 4]) << 8
-        if x >= width or y >= height:
-            state[_S_T] = t
-            return k, pos, _E_X if x >= width else _E_Y
-        t += b >> 1
-        out[k, 0] = t
-        out[k, 1] = pack_xyp(x, height - 1 - y, b & 1)
-        k += 1
-        pos += EVENT_BYTES
-    state[_S_T] = t
-    return k, pos, 0
 
 
 def read_header(path: Path) -> tuple[int, int, dict[str, str]]:
@@ -109,9 +74,9 @@ def read_header(path: Path) -> tuple[int, int, dict[str, str]]:
     return width, height, {"version": version, "type": TYPES[kind]}
 
 
-def _step(path: Path, width: int, height: int, state: np.ndarray, buf: Bytes, offset: int) -> Step:
+def _step(path: Path, width: int, height: int, state: np.ndarray, decode: Decode, buf: Bytes, offset: int) -> Step:
     out = np.zeros(buf.size // EVENT_BYTES + 1, dtype=EVENT_DTYPE)
-    n, consumed, error = _decode(buf, event_words(out), state, width, height)
+    n, consumed, error = decode(buf, event_words(out), state, width, height)
     if not error:
         return Step(out[:n], consumed)
     x, y = struct.unpack_from("<HH", buf.data, consumed + 1)
@@ -129,13 +94,15 @@ def _truncated(path: Path, offset: int, n_bytes: int) -> RecordingError:
 
 
 def _events(path: Path, width: int, height: int, chunk_events: int, rec: Recording) -> Iterator[Events]:
+    from emulator.io.kernels.eventstream import decode  # numba: only once decoding starts
+
     state = np.zeros(1, dtype=np.int64)
     yield from walk(
         path,
         HEADER_BYTES,
         chunk_events * EVENT_BYTES,
         chunk_events,
-        lambda buf, offset: _step(path, width, height, state, buf, offset),
+        lambda buf, offset: _step(path, width, height, state, decode, buf, offset),
         lambda offset, n: _truncated(path, offset, n),
         rec,
     )

@@ -26,7 +26,8 @@ in the ``% format`` line, else the sensor generation named by ``% plugin_name``
 until the end, which bounded-memory streaming never waits for). An event outside
 the geometry is corrupt: :class:`RecordingError` at the word's byte offset.
 
-Words are decoded by a numba state machine, a block at a time; the state (time
+Words are decoded by a numba state machine (:mod:`emulator.io.kernels.evt2`, imported only
+once decoding starts), a block at a time; the state (time
 high, wraps, counters) is carried from block to block.
 """
 
@@ -35,12 +36,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from emulator.io.base import Recording, RecordingError, RecordingInfo, build, pack_xyp, read_blocks
+from emulator.io.base import Recording, RecordingError, RecordingInfo, build, read_blocks
 from emulator.io.percent_header import parse_percent_header, split_line
 from proto.events import EVENT_DTYPE, Events, event_words
 
@@ -78,7 +79,8 @@ class RawEncoding:
     """What the shared block loop needs to know about one RAW encoding."""
 
     name: str
-    decode: Decoder
+    kernels: str
+    """The module whose ``decode`` is the numba :data:`Decoder` (imported only when decoding)."""
     word_bytes: int
     slack: int
     """The most events one word emits (spare room past a chunk's end)."""
@@ -147,45 +149,6 @@ def open_raw(path: Path, fmt: str) -> tuple[int, RecordingInfo]:
     return start, RecordingInfo(path, fmt, width, height, "device clock", header)
 
 
-@numba.njit(cache=True, nogil=True)
-def _decode(
-    words: np.ndarray, pos: int, out: np.ndarray, k: int, cap: int, state: np.ndarray, width: int, height: int
-) -> tuple[int, int, int]:
-    """The EVT 2.0 state machine (see :data:`Decoder`)."""
-    high = state[_S_HIGH]
-    base = state[_S_WRAPS] * TIME_HIGH_WRAP
-    n = words.shape[0]
-    bad = -1
-    while pos < n and k < cap:
-        w = words[pos]
-        kind = w >> 28
-        if kind <= CD_ON:
-            x = (w >> 11) & 0x7FF
-            y = w & 0x7FF
-            if x >= width or y >= height:
-                bad = pos
-                break
-            out[k, 0] = base + ((high << 6) | ((w >> 22) & 0x3F))
-            out[k, 1] = pack_xyp(x, y, kind)
-            k += 1
-        elif kind == TIME_HIGH:
-            new = np.int64(w & 0xFFFFFFF)
-            if new < high:
-                state[_S_WRAPS] += 1
-                base += TIME_HIGH_WRAP
-            high = new
-        elif kind == EXT_TRIGGER:
-            state[_S_TRIGGER] += 1
-        elif kind == OTHERS or kind == CONTINUED:
-            state[_S_OTHER] += 1
-        else:
-            bad = pos
-            break
-        pos += 1
-    state[_S_HIGH] = high
-    return k, pos, bad
-
-
 def count_dropped(rec: Recording, state: np.ndarray, enc: RawEncoding) -> None:
     """Copy the decoder's skipped-word counters into ``rec.dropped`` (only those seen)."""
     for name, slot in (("trigger", enc.trigger_slot), ("other", enc.other_slot)):
@@ -211,6 +174,7 @@ def decode_words(
     ``out`` has ``enc.slack`` spare slots, so a chunk is cut at exactly
     ``chunk_events`` and the overflow starts the next one.
     """
+    decode: Decoder = import_module(enc.kernels).decode  # numba: only once decoding starts
     dtype = np.dtype(f"<u{enc.word_bytes}")
     out = np.empty(chunk_events + enc.slack, dtype=EVENT_DTYPE)
     k = 0
@@ -218,7 +182,7 @@ def decode_words(
         words = np.frombuffer(data, dtype=dtype, count=len(data) // enc.word_bytes)
         pos, bad = 0, -1
         while pos < words.shape[0] and bad < 0:
-            k, pos, bad = enc.decode(words, pos, event_words(out), k, chunk_events, state, info.width, info.height)
+            k, pos, bad = decode(words, pos, event_words(out), k, chunk_events, state, info.width, info.height)
             while k >= chunk_events:
                 rest = np.empty(chunk_events + enc.slack, dtype=EVENT_DTYPE)
                 event_words(rest)[: k - chunk_events] = event_words(out)[chunk_events:k]  # whole events, padding too
@@ -257,7 +221,7 @@ def open_encoding(path: Path, enc: RawEncoding, chunk_events: int, lenient: bool
     return build(info, lambda rec: _chunks(path, start, info, enc, chunk_events, rec), lenient)
 
 
-ENCODING = RawEncoding(FORMAT, _decode, WORD_BYTES, 1, 4, _S_TRIGGER, _S_OTHER)
+ENCODING = RawEncoding(FORMAT, "emulator.io.kernels.evt2", WORD_BYTES, 1, 4, _S_TRIGGER, _S_OTHER)
 
 
 def open_(path: Path, chunk_events: int, lenient: bool) -> Recording:

@@ -37,11 +37,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numba
-import numpy as np
-
 from emulator.io import evt2
-from emulator.io.base import Recording, pack_xyp
+from emulator.io.base import Recording
 
 FORMAT = "evt3"
 WORD_BYTES = 2
@@ -61,79 +58,7 @@ def probe(head: bytes, path: Path) -> bool:
     return evt2.raw_format(evt2.header_fields(head)) == FORMAT
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _vector(
-    out: np.ndarray, k: int, mask: np.int64, bits: int, x0: int, y: int, p: int, t: int, width: int, height: int
-) -> int:
-    """Emit the events of one vector word; −1 when one falls outside the sensor."""
-    for i in range(bits):
-        if (mask >> i) & 1:
-            x = x0 + i
-            if x >= width or y >= height:
-                return -1
-            out[k, 0] = t
-            out[k, 1] = pack_xyp(x, y, p)
-            k += 1
-    return k
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode(
-    words: np.ndarray, pos: int, out: np.ndarray, k: int, cap: int, state: np.ndarray, width: int, height: int
-) -> tuple[int, int, int]:
-    """The EVT 3.0 state machine (see :data:`emulator.io.evt2.Decoder`)."""
-    high, low, y, base_x, pol = state[_S_HIGH], state[_S_LOW], state[_S_Y], state[_S_BASE_X], state[_S_POL]
-    base = state[_S_WRAPS] * TIME_WRAP
-    t = base + (high << 12) + low
-    n = words.shape[0]
-    bad = -1
-    while pos < n and k < cap:
-        w = np.int64(words[pos])
-        kind = w >> 12
-        if kind == ADDR_X:
-            x = w & 0x7FF
-            if x >= width or y >= height:
-                bad = pos
-                break
-            out[k, 0] = t
-            out[k, 1] = pack_xyp(x, y, (w >> 11) & 1)
-            k += 1
-        elif kind == ADDR_Y:
-            y = w & 0x7FF
-        elif kind == VECT_12 or kind == VECT_8:
-            bits = 12 if kind == VECT_12 else 8
-            k2 = _vector(out, k, w & ((1 << bits) - 1), bits, base_x, y, pol, t, width, height)
-            if k2 < 0:
-                bad = pos
-                break
-            k = k2
-            base_x += bits
-        elif kind == VECT_BASE_X:
-            base_x = w & 0x7FF
-            pol = (w >> 11) & 1
-        elif kind == TIME_LOW:
-            low = w & 0xFFF
-            t = base + (high << 12) + low
-        elif kind == TIME_HIGH:
-            new = w & 0xFFF
-            if new < high:
-                state[_S_WRAPS] += 1
-                base += TIME_WRAP
-            high = new
-            t = base + (high << 12) + low
-        elif kind == EXT_TRIGGER:
-            state[_S_TRIGGER] += 1
-        elif kind == OTHERS or kind == CONTINUED_4 or kind == CONTINUED_12:
-            state[_S_OTHER] += 1
-        else:
-            bad = pos
-            break
-        pos += 1
-    state[_S_HIGH], state[_S_LOW], state[_S_Y], state[_S_BASE_X], state[_S_POL] = high, low, y, base_x, pol
-    return k, pos, bad
-
-
-ENCODING = evt2.RawEncoding(FORMAT, _decode, WORD_BYTES, VECT_MAX, 8, _S_TRIGGER, _S_OTHER)
+ENCODING = evt2.RawEncoding(FORMAT, "emulator.io.kernels.evt3", WORD_BYTES, VECT_MAX, 8, _S_TRIGGER, _S_OTHER)
 
 
 def open_(path: Path, chunk_events: int, lenient: bool) -> Recording:

@@ -25,13 +25,12 @@ few records (y ≤ 240, timestamps not decreasing). It is tried last.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from emulator.io.base import Recording, RecordingError, RecordingInfo, build, pack_xyp
+from emulator.io.base import Recording, RecordingError, RecordingInfo, build
 from emulator.io.walk import Bytes, Step, walk
 from proto.events import EVENT_DTYPE, Events, event_words
 
@@ -43,10 +42,15 @@ OVERFLOW_US = 1 << 23
 """A 23-bit timestamp wraps every 2^23 µs (see the module docstring on tonic's 2^13)."""
 NMNIST_SIZE = 34
 ATIS_WIDTH, ATIS_HEIGHT = 304, 240
+SCAN_RECORDS = 1 << 20
+"""Records per block of the size scan at open."""
 TIME_ORIGIN = "recording start"
 
 # decoder state slots (carried from block to block)
 _S_OFFSET, _S_OVERFLOWS = 0, 1
+
+Decode = Callable[..., tuple[int, int]]
+"""The numba record decoder (:func:`emulator.io.kernels.nmnist.decode`)."""
 
 
 def probe(head: bytes, path: Path) -> bool:
@@ -61,60 +65,25 @@ def probe(head: bytes, path: Path) -> bool:
     return bool(np.all(np.diff(ts[:before_overflow]) >= 0))
 
 
-@numba.njit(cache=True, nogil=True)
-def _scan(raw: np.ndarray) -> tuple[int, int]:
-    """Largest x and y over the events (overflow records left out) of whole records."""
-    x_max = 0
-    y_max = 0
-    for i in range(raw.shape[0] // RECORD_BYTES):
-        y = raw[i * RECORD_BYTES + 1]
-        if y == OVERFLOW_Y:
-            continue
-        x_max = max(x_max, raw[i * RECORD_BYTES])
-        y_max = max(y_max, y)
-    return x_max, y_max
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode(raw: np.ndarray, out: np.ndarray, state: np.ndarray, width: int, height: int) -> tuple[int, int]:
-    """Decode the whole records of ``raw`` into ``out`` (event words).
-
-    Returns ``(n_events, bad_record)``; ``bad_record`` is −1 or the index of the
-    first record whose address lies outside the sensor (decoding stops there).
-    """
-    t_off = state[_S_OFFSET]
-    k = 0
-    for i in range(raw.shape[0] // RECORD_BYTES):
-        b = i * RECORD_BYTES
-        x = np.int64(raw[b])
-        y = np.int64(raw[b + 1])
-        if y == OVERFLOW_Y:
-            t_off += OVERFLOW_US
-            state[_S_OVERFLOWS] += 1
-            continue
-        if x >= width or y >= height:
-            state[_S_OFFSET] = t_off
-            return k, i
-        out[k, 0] = t_off + ((np.int64(raw[b + 2]) & 0x7F) << 16 | np.int64(raw[b + 3]) << 8 | np.int64(raw[b + 4]))
-        out[k, 1] = pack_xyp(x, y, raw[b + 2] >> 7)
-        k += 1
-    state[_S_OFFSET] = t_off
-    return k, -1
-
-
 def sensor_size(path: Path) -> tuple[int, int]:
     """(width, height): 34×34 when every event fits N-MNIST's array, else the ATIS 304×240."""
-    if path.stat().st_size < RECORD_BYTES:
+    n = path.stat().st_size // RECORD_BYTES
+    if n == 0:
         return NMNIST_SIZE, NMNIST_SIZE
-    x_max, y_max = _scan(np.memmap(path, dtype=np.uint8, mode="r"))
-    if x_max < NMNIST_SIZE and y_max < NMNIST_SIZE:
-        return NMNIST_SIZE, NMNIST_SIZE
-    return ATIS_WIDTH, ATIS_HEIGHT
+    records = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, RECORD_BYTES))
+    for start in range(0, n, SCAN_RECORDS):  # numpy, a block at a time: opening never loads numba
+        block = np.asarray(records[start : start + SCAN_RECORDS])
+        x, y = block[:, 0], block[:, 1]
+        if np.any(((x >= NMNIST_SIZE) | (y >= NMNIST_SIZE)) & (y != OVERFLOW_Y)):
+            return ATIS_WIDTH, ATIS_HEIGHT
+    return NMNIST_SIZE, NMNIST_SIZE
 
 
-def _step(path: Path, width: int, height: int, state: np.ndarray, rec: Recording, raw: Bytes, offset: int) -> Step:
+def _step(
+    path: Path, width: int, height: int, state: np.ndarray, decode: Decode, rec: Recording, raw: Bytes, offset: int
+) -> Step:
     out = np.zeros(raw.size // RECORD_BYTES, dtype=EVENT_DTYPE)
-    n, bad = _decode(raw, event_words(out), state, width, height)
+    n, bad = decode(raw, event_words(out), state, width, height)
     rec.dropped["overflow"] = int(state[_S_OVERFLOWS])
     if bad < 0:
         return Step(out[:n], raw.size - raw.size % RECORD_BYTES)
@@ -133,13 +102,15 @@ def _truncated(path: Path, offset: int, n_bytes: int) -> RecordingError:
 
 
 def _events(path: Path, width: int, height: int, chunk_events: int, rec: Recording) -> Iterator[Events]:
+    from emulator.io.kernels.nmnist import decode  # numba: only once decoding starts
+
     state = np.zeros(2, dtype=np.int64)
     yield from walk(
         path,
         0,
         chunk_events * RECORD_BYTES,
         chunk_events,
-        lambda raw, offset: _step(path, width, height, state, rec, raw, offset),
+        lambda raw, offset: _step(path, width, height, state, decode, rec, raw, offset),
         lambda offset, n: _truncated(path, offset, n),
         rec,
     )

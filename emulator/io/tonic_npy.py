@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import numba
 import numpy as np
 
-from emulator.io.base import Label, Recording, RecordingError, RecordingInfo, build, pack_xyp
+from emulator.io.base import Label, Recording, RecordingError, RecordingInfo, build
 from emulator.io.npy_header import NpyHeader, peek_npy_header, read_npy_header
 from proto.events import EVENT_DTYPE, Events, event_words
 
@@ -89,26 +88,25 @@ def to_events(rows: np.ndarray) -> tuple[Events, int]:
         t_us = rows[:, 3] * MS_TO_US  # in the file's own dtype, like tonic's in-place ``*= 1000``
     narrow_int = rows.dtype.kind in "iu" and rows.dtype.itemsize < 8
     out = np.zeros(len(rows), dtype=EVENT_DTYPE)
-    n = _pack(rows, t_us, narrow_int, event_words(out))
+    from emulator.io.kernels.tonic_npy import pack  # numba: only once decoding starts
+
+    n = pack(rows, t_us, narrow_int, event_words(out))
     return out[:n], (-1 if n == len(rows) else n)
 
 
-@numba.njit(cache=True, nogil=True)
-def _pack(rows: np.ndarray, t_us: np.ndarray, narrow_int: bool, out: np.ndarray) -> int:
-    """Check and pack rows into ``out`` (event words); returns the number of good rows before a bad one.
-
-    A row is bad when x or y is outside 0–127, p is not 0 or 1, or t (µs) is negative,
-    not finite, or (``narrow_int``) an integer product that wrapped around.
-    """
-    for i in range(rows.shape[0]):
-        x, y, p, t = rows[i, 0], rows[i, 1], rows[i, 2], t_us[i]
-        if not (0 <= x < SENSOR_SIZE and 0 <= y < SENSOR_SIZE and (p == 0 or p == 1) and 0 <= t < MAX_T_US):
-            return i
-        if narrow_int and np.int64(t) != np.int64(rows[i, 3]) * MS_TO_US:
-            return i
-        out[i, 0] = np.int64(t)
-        out[i, 1] = pack_xyp(np.int64(x), np.int64(y), np.int64(p))
-    return rows.shape[0]
+def row_time(row: np.ndarray) -> int | None:
+    """t (µs) of one table row exactly as :func:`to_events` makes it, or ``None`` when
+    :func:`to_events` refuses the row — with numpy scalars, so that opening a file
+    (its labels) never loads numba."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = row[3] * row.dtype.type(MS_TO_US)  # in the file's own dtype, as to_events
+    x, y, p = row[0], row[1], row[2]
+    if not (0 <= x < SENSOR_SIZE and 0 <= y < SENSOR_SIZE and (p == 0 or p == 1) and 0 <= t < MAX_T_US):
+        return None
+    narrow_int = row.dtype.kind in "iu" and row.dtype.itemsize < 8
+    if narrow_int and np.int64(t) != np.int64(row[3]) * MS_TO_US:
+        return None
+    return int(np.int64(t))
 
 
 def _events(path: Path, header: NpyHeader, chunk_events: int, rec: Recording) -> Iterator[Events]:
@@ -135,11 +133,10 @@ def _labels(path: Path, header: NpyHeader) -> tuple[Label, ...]:
     table, _ = _table(path, header)
     if not path.stem.isdigit() or len(table) == 0:
         return ()
-    first, _ = to_events(np.asarray(table[:1]))
-    last, _ = to_events(np.asarray(table[-1:]))
-    if not (len(first) and len(last)):
+    first, last = row_time(np.asarray(table[0])), row_time(np.asarray(table[-1]))
+    if first is None or last is None:
         return ()
-    return (Label(int(path.stem), int(first["t"][0]), int(last["t"][0])),)
+    return (Label(int(path.stem), first, last),)
 
 
 def open_(path: Path, chunk_events: int, lenient: bool) -> Recording:

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.io import RecordingError, detect_format, open_recording, read_recording
+from emulator.io import RecordingError, aedat2, detect_format, open_recording, read_recording
 from emulator.io.base import concat
+from proto.events import EVENT_DTYPE
 from tests.real_data import real_file
 
 SHORT = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"
@@ -100,3 +101,68 @@ def test_other_jaer_chips_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(RecordingError, match="AEChip"):
         read_recording(f)
+
+
+def _reference(records: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """The record loop of the former numba decoder, in plain Python: ``(events, specials, wraps, bad)``."""
+    rows, specials, offset, prev = [], 0, 0, 0
+    bad = -1
+    for i, (addr, ts) in enumerate(records.tolist()):
+        if addr >> 16:
+            bad = i
+            break
+        if ts + 2**31 < prev:
+            offset += 2**32
+        prev = ts
+        if addr & (1 << 15):
+            specials += 1
+            continue
+        rows.append((ts + offset, 127 - ((addr >> 1) & 0x7F), 127 - ((addr >> 8) & 0x7F), 1 - (addr & 1)))
+    events = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for k, column in zip("txyp", np.array(rows, dtype=np.int64).reshape(-1, 4).T, strict=True):
+        events[k] = column
+    return events, specials, offset >> 32, bad
+
+
+def _random_records(rng: np.random.Generator, n: int, bad: int | None) -> np.ndarray:
+    """Addresses with ~5% special events; timestamps that mostly rise, with wraps (drops of more
+    than 2^31), drops and rises of exactly 2^31 (no wrap), random jumps up and back down."""
+    addr = rng.integers(0, 1 << 15, n, dtype=np.int64)
+    addr[rng.random(n) < 0.05] |= 1 << 15
+    ts = np.cumsum(rng.integers(0, 5000, n, dtype=np.int64)) + int(rng.integers(0, 2**32))
+    jumps = rng.random(n) < 0.02
+    ts[jumps] = rng.integers(0, 2**32, int(np.count_nonzero(jumps)))
+    ts %= 2**32
+    for i in rng.integers(1, n, 5):
+        ts[i] = ts[i - 1] + 2**31 if ts[i - 1] < 2**31 else ts[i - 1] - 2**31  # the boundary, either way
+    if bad is not None:
+        addr[bad] = int(rng.integers(1 << 16, 1 << 32))
+    return np.stack([addr, ts], axis=1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_numpy_decoder_matches_the_record_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    monkeypatch.setattr(aedat2, "PART_RECORDS", 37)  # state carried across parts as across blocks
+    rng = np.random.default_rng(seed)
+    n = 3000
+    bad = None if seed % 2 == 0 else int(rng.integers(n // 2, n))
+    records = _random_records(rng, n, bad)
+    header = b"#!AER-DAT2.0\r\n# AEChip: DVS128\r\n"
+    f = _write(tmp_path / "r.aedat", [tuple(r) for r in records.tolist()], header)
+    want, specials, wraps, want_bad = _reference(records)
+    assert wraps > 0 and specials > 0 and want_bad == (-1 if bad is None else bad)
+    for chunk_events in (1, 100, 1 << 20):
+        rec = open_recording(f, chunk_events=chunk_events, lenient=True)
+        ev = concat(rec.chunks)
+        assert ev.tobytes() == want.tobytes()  # byte-identical events, padding included
+        assert rec.dropped == {"special": specials}
+        if bad is None:
+            assert rec.damage is None
+        else:
+            assert rec.damage is not None
+            assert rec.damage.offset == len(header) + 8 * bad
+            assert rec.damage.found == f"0x{int(records[bad, 0]):08x}"
+    if bad is not None:
+        with pytest.raises(RecordingError, match="DVS128 address") as err:
+            read_recording(f)
+        assert err.value.offset == len(header) + 8 * bad

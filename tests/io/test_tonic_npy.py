@@ -122,3 +122,30 @@ def test_wrapped_integer_time_is_damage(tmp_path: Path) -> None:
     path = _save(tmp_path / "6.npy", clip)
     with pytest.raises(RecordingError, match="t >= 0"):
         read_recording(path)
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64, np.float32, np.float64]
+)
+def test_row_time_agrees_with_to_events(dtype: type) -> None:
+    """The numpy one-row check behind the labels (read at open, without numba) refuses and
+    converts exactly the rows the numba packer does, edge values included."""
+    integer = np.dtype(dtype).kind in "iu"
+    info = np.iinfo(dtype) if integer else np.finfo(dtype)
+    edges: list[float] = [0, 1, 2, 127, 128, 255, 30_000, 2**31 // 1000, 2**63 // 1000, 2**53, -1]
+    edges += [int(info.max), int(info.min)] if integer else [float(info.max), float(info.min)]
+    if not integer:
+        edges += [0.5, 127.9, np.nan, np.inf, -np.inf, 2.0**63 / 1000, 9.223372036854775e15]
+    values = np.array([v for v in edges if np.isnan(v) or info.min <= v <= info.max], dtype=dtype)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(values, (1000, 4))
+    rows[::3, :3] = rng.integers(0, 2, (len(rows[::3]), 3))  # many rows valid but for t
+    refused = set()
+    for row in rows:
+        events, bad = tonic_npy.to_events(row[None, :])
+        got = tonic_npy.row_time(row)
+        assert (got is None) == (bad == 0), row
+        if got is not None:
+            assert got == int(events["t"][0]), row
+        refused.add(got is None)
+    assert refused == {True, False}
