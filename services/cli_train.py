@@ -39,6 +39,9 @@ SYNTHETIC_DEFAULTS = {"n_subjects": 10, "samples_per_class": 8, "duration_us": 1
 CHECKPOINT = "model.pt"
 """The file ``train`` leaves in ``--out``: the best weights and everything needed to rebuild the net."""
 DEFAULT_TRAINING = {"epochs": 25, "lr": 2e-3, "batch_size": 32, "seed": 0, "shift": 3}
+DEFAULT_FINETUNE = {"epochs": 6, "lr": 1e-3, "sparse_epochs": 4, "spike_penalty": 0.05}
+"""make-defaults: the dynamic net starts from the trained vanilla, trains ``epochs`` on masked input,
+then ``sparse_epochs`` more with ``spike_penalty`` and its mask scorer frozen."""
 CHIP_NET = {"batch_norm": False, "threshold_low": -1.0, "layer_attention": "none"}
 """Trained as the chip runs it: no BatchNorm (folded biases forced an 8-bit bias scale that rounded
 93 % of fc1's weights to 0; chip accuracy 54 % vs 97 % float), the membrane clamped at −θ as export
@@ -135,12 +138,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{len(yt)} training, {len(yv)} validation, {len(ys)} test windows; {len(split.labels)} classes",
           file=sys.stderr)  # fmt: skip
     net = build_net(args.arch, args.model, len(split.labels))
+    if args.init:
+        init_from(net, Path(args.init))
+    if args.freeze_mask:
+        if net.input_mask is None:
+            raise ValueError("--freeze-mask: a vanilla net has no input mask")
+        net.input_mask.requires_grad_(False)
     out = Path(args.out)
     started = time.monotonic()
+    bf16 = {"auto": None, "bf16": True, "float32": False}[args.precision]
     result = train(net, (xt, yt), (xv, yv), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                    seed=args.seed, checkpoint_dir=out / "checkpoints", resume=args.resume,
                    progress=sys.stderr.isatty(), time_budget_s=args.time_budget, shift=args.shift,
-                   cosine=args.lr_schedule == "cosine")  # fmt: skip
+                   cosine=args.lr_schedule == "cosine", bf16=bf16, spike_penalty=args.spike_penalty)  # fmt: skip
     net.load_state_dict(torch.load(out / "checkpoints" / "best.pt"))
     net.eval()
     test = evaluate_float(net, (xs, ys))
@@ -149,15 +159,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.save({"state_dict": net.state_dict(), "net_config": config, "arch": args.arch, "variant": args.model,
                 "labels": split.labels, "input_spec": asdict(spec), "data": args.data,
                 "float_test_accuracy": test.accuracy, "float_nasfr": test.nasfr,
-                "float_spikes_per_sample": test.spikes_per_sample}, out / CHECKPOINT)  # fmt: skip
+                "float_spikes_per_sample": test.spikes_per_sample, "init": args.init,
+                "train_s": round(time.monotonic() - started, 1)}, out / CHECKPOINT)  # fmt: skip
     summary = {
         "model": args.model, "arch": args.arch, "epochs": result.epochs_completed,
         "train_s": round(time.monotonic() - started, 1), "best_val_accuracy": result.best_val_accuracy,
         "float_test_accuracy": test.accuracy, "spikes_per_sample": test.spikes_per_sample, "nasfr": test.nasfr,
-        "checkpoint": str(out / CHECKPOINT),
+        "checkpoint": str(out / CHECKPOINT), "init": args.init,
     }  # fmt: skip
     print(json.dumps(summary) if args.json else "\n".join(f"{k:20} {v}" for k, v in summary.items()))
     return 0
+
+
+def init_from(net: Any, checkpoint: Path) -> None:
+    """Start ``net`` from another run's weights (``model.pt`` or a bare state dict such as ``best.pt``):
+    every layer must match; parts the other net lacks (a vanilla run has no input-mask scorer) keep
+    their fresh initialisation."""
+    import torch
+
+    state = torch.load(checkpoint, weights_only=False)
+    state = state.get("state_dict", state)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a layer of another shape
+        raise ValueError(f"--init {checkpoint}: does not match this net: {err}") from err
+    if unexpected or any(not key.startswith("input_mask.") for key in missing):
+        raise ValueError(f"--init {checkpoint}: does not match this net (missing {missing}, unexpected {unexpected})")
 
 
 def load_net(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
@@ -242,10 +269,25 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work)
-    for variant in ("dynamic", "vanilla"):
-        run = work / variant
-        train_args = ["train", "--data", args.data, "--model", variant, "--out", str(run), "--epochs", str(args.epochs)]
-        _main(train_args)
+    # the vanilla first; the dynamic net starts from its weights (plus a fresh input-mask scorer):
+    # (1) on masked input, the scorer learning too, then (2) with a spike penalty and the scorer frozen
+    # (a penalty that reaches the scorer teaches it to keep the quiet windows, and accuracy falls).
+    # The dynamic net's training time is the vanilla's plus its own.
+    data = ["--data", args.data]
+    vanilla, dynamic = work / "vanilla", work / "dynamic"
+    _main(["train", *data, "--model", "vanilla", "--out", str(vanilla), "--epochs", str(args.epochs)])
+    if args.finetune_epochs > 0:
+        _main(["train", *data, "--model", "dynamic", "--out", str(dynamic), "--epochs", str(args.finetune_epochs),
+               "--lr", str(args.finetune_lr), "--init", str(vanilla / CHECKPOINT)])  # fmt: skip
+    else:  # from scratch, as the vanilla
+        _main(["train", *data, "--model", "dynamic", "--out", str(dynamic), "--epochs", str(args.epochs)])
+    if args.sparse_epochs > 0:
+        sparse = work / "dynamic-sparse"
+        _main(["train", *data, "--model", "dynamic", "--out", str(sparse), "--epochs", str(args.sparse_epochs),
+               "--lr", str(args.finetune_lr), "--spike-penalty", str(args.spike_penalty), "--freeze-mask",
+               "--init", str(dynamic / CHECKPOINT)])  # fmt: skip
+        dynamic = sparse
+    for variant, run in (("vanilla", vanilla), ("dynamic", dynamic)):
         _main(["export", str(run / CHECKPOINT), "-o", str(out / f"default-{variant}.json"), "--check-data", args.data])
     # the recording: one held-out subject performing each gesture once, 0.6 s each
     from emulator.io.base import Label
@@ -326,6 +368,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from another run's weights (e.g. a vanilla RUN/model.pt for a dynamic net: its "
+                   "input-mask scorer starts fresh)")  # fmt: skip
+    p.add_argument("--precision", choices=("auto", "bf16", "float32"), default="auto",
+                   help="the convs' training precision; auto = bf16 autocast where the CPU has native bf16 "
+                   "(AVX-512 BF16 / AMX), neurons and evaluation always float32 (default auto)")  # fmt: skip
+    p.add_argument("--spike-penalty", type=float, default=0.0, metavar="LAMBDA",
+                   help="add LAMBDA × the batch's mean spikes per neuron and step to the loss (default 0)")  # fmt: skip
+    p.add_argument("--freeze-mask", action="store_true",
+                   help="keep the input-mask scorer as --init left it (so a spike penalty thins the layers' "
+                   "activity instead of teaching the mask to drop the busy windows)")  # fmt: skip
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop before an epoch that would not fit")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -354,10 +407,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("make-defaults", help="reproduce the bundled default models and recording",
-                       description="Train default-dynamic and default-vanilla on the synthetic set the same way, "
-                       "export both, and write the short default recording: what ships in services/bundled.")  # fmt: skip
+                       description="Train default-vanilla on the synthetic set, then default-dynamic from its weights "
+                       "(--finetune-epochs on masked input; 0 = from scratch like the vanilla), export both, and "
+                       "write the short default recording: what ships in services/bundled.")  # fmt: skip
     p.add_argument("--out", default=str(BUNDLED))
     p.add_argument("--work", default=str(cache_dir() / "make-defaults"), help="where the training runs go")
     p.add_argument("--data", default="synthetic")
-    p.add_argument("--epochs", type=int, default=DEFAULT_TRAINING["epochs"])
+    p.add_argument("--epochs", type=int, default=DEFAULT_TRAINING["epochs"], help="the vanilla's epochs")
+    p.add_argument("--finetune-epochs", type=int, default=DEFAULT_FINETUNE["epochs"],
+                   help="the dynamic net's epochs from the vanilla's weights; 0 = train it from scratch "
+                   "for --epochs (default %(default)s)")  # fmt: skip
+    p.add_argument("--finetune-lr", type=float, default=DEFAULT_FINETUNE["lr"])
+    p.add_argument("--sparse-epochs", type=int, default=DEFAULT_FINETUNE["sparse_epochs"],
+                   help="then this many with --spike-penalty and the mask scorer frozen; 0 = none "
+                   "(default %(default)s)")  # fmt: skip
+    p.add_argument("--spike-penalty", type=float, default=DEFAULT_FINETUNE["spike_penalty"])
     p.set_defaults(func=cmd_make_defaults)

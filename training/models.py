@@ -147,6 +147,8 @@ class SpikingLayer(nn.Module):
         """``(pooled spikes for the next layer, spikes before pooling)``."""
         b, t = x.shape[:2]
         y = self.conv(x.flatten(0, 1).contiguous(memory_format=self.memory_format))
+        if y.dtype != torch.float32:  # a conv under bf16 autocast: the neurons integrate in float32
+            y = y.float()
         if self.bn is not None:
             y = self.bn(y)
         y = y.unflatten(0, (b, t))
@@ -198,13 +200,14 @@ class SpeckNet(nn.Module):
         counts = []
         for layer in self.spiking_layers():
             x, spikes = layer(x, attention)
-            counts.append(spikes.flatten(2).sum(2))
+            counts.append(spikes.sum((2, 3, 4)))  # not flatten(2): a copy of channels-last spikes
         return NetOutput(x.flatten(2).sum(1), torch.stack(counts, dim=2))
 
     def forward(self, x: Tensor) -> NetOutput:
         """The trained function: input mask (if any), layers with attention (if any)."""
         if self.input_mask is not None:
-            x = self.input_mask(x)
+            with torch.autocast(x.device.type, enabled=False):  # float32 scores, as the chip's scorer
+                x = self.input_mask(x.float())
         return self._run(x, attention=True)
 
     def chip_forward(self, x: Tensor) -> NetOutput:

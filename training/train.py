@@ -8,6 +8,14 @@ same batches). After every epoch ``checkpoint_dir/epoch_NNNN.pt`` holds model, o
 val accuracy, config and history; ``resume=True`` continues after the newest one. ``best.pt`` holds
 the weights of the best validation epoch.
 
+``spike_penalty`` λ adds ``λ·NASFR`` of each batch to the loss (spikes are what the chip pays for).
+
+Precision: ``bf16=True`` runs the training forward under ``torch.autocast("cpu", bfloat16)``, so the
+convs (and their backward) run in bf16 through oneDNN (AMX / AVX-512 BF16); each conv's output is cast
+back to float32 before its neuron, the neurons' numba loop and the input mask's scores stay float32,
+and the weights, optimizer and validation stay float32 (what export reads). ``bf16=None`` (default)
+turns it on where the CPU has native bf16 (:func:`bf16_helps`).
+
 Metrics (attention-snn.md): ``c(l, t, s)`` spikes of layer ``l`` at step ``t`` for sample ``s``, ``N_l``
 its neurons; NASFR ``= Σ c / (S · T · Σ_l N_l)``.
 """
@@ -104,6 +112,16 @@ def evaluate_float(model: SpeckNet, dataset: FrameSet, batch_size: int = 64) -> 
     return EvalResult(correct / n, spikes / n, spikes / (n * steps * sum(model.neurons_per_layer())))
 
 
+def bf16_helps() -> bool:
+    """Whether this CPU runs bf16 convs natively (AVX-512 BF16 or AMX): then training's convs run
+    under bf16 autocast (the neurons, the input mask and evaluation stay float32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
+
+
 def _latest_checkpoint(directory: Path) -> Path | None:
     found = sorted(directory.glob(f"{CHECKPOINT_PREFIX}*.pt"))
     return found[-1] if found else None
@@ -139,8 +157,12 @@ def _run_epoch(
     gen = torch.Generator().manual_seed(config["seed"] * 100_003 + config["epoch"])
     for i in bar:
         idx = order[i : i + config["batch_size"]]
-        out = model(shifted(frames[idx], shift, gen) if shift else frames[idx])
-        loss = loss_fn(out.scores, labels[idx], frames.shape[1], config["loss"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(config.get("bf16"))):
+            out = model(shifted(frames[idx], shift, gen) if shift else frames[idx])
+        loss = loss_fn(out.scores.float(), labels[idx], frames.shape[1], config["loss"])
+        if config.get("spike_penalty"):  # λ·NASFR of the batch: fewer spikes, less power on the chip
+            rate = out.layer_spikes.sum() / (len(idx) * frames.shape[1] * config["neurons"])
+            loss = loss + config["spike_penalty"] * rate
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -167,6 +189,8 @@ def train(
     threads: int | None = None,
     shift: int = 0,
     cosine: bool = False,
+    bf16: bool | None = None,
+    spike_penalty: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` in place for up to ``epochs`` epochs (module docstring); stops early, between
     epochs, when another epoch would not fit ``time_budget_s``."""
@@ -180,7 +204,8 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     config: dict[str, Any] = {
         "lr": lr, "batch_size": batch_size, "seed": seed, "loss": loss, "progress": progress, "shift": shift,
-        "cosine": cosine,
+        "cosine": cosine, "bf16": bf16_helps() if bf16 is None else bf16, "spike_penalty": spike_penalty,
+        "neurons": sum(model.neurons_per_layer()),
     }  # fmt: skip
     result = TrainResult()
     latest = _latest_checkpoint(directory) if resume else None

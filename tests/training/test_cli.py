@@ -90,3 +90,39 @@ def test_a_folder_set_with_its_own_classes_trains_and_exports(
     meta = json.loads((tmp_path / "chip.meta.json").read_text())["meta"]
     assert sorted(meta["labels"]) == sorted(keep)
     assert load_config(chip).readout.labels == tuple(meta["labels"])
+
+
+def test_a_dynamic_net_starts_from_a_vanilla_run(tiny_set: Path, tmp_path: Path) -> None:
+    """make-defaults' recipe: the dynamic net takes the vanilla's layers, its input-mask scorer starts fresh."""
+    import torch
+
+    from services.cli_train import build_net, init_from
+
+    data, vanilla = f"synthetic:{tiny_set}", tmp_path / "vanilla"
+    assert main(["train", "--data", data, "--model", "vanilla", "--arch", "small", "--epochs", "1",
+                 "--precision", "float32", "--out", str(vanilla)]) == 0  # fmt: skip
+    trained = torch.load(vanilla / CHECKPOINT, weights_only=False)["state_dict"]
+    net = build_net("small", "dynamic", 11)
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    init_from(net, vanilla / CHECKPOINT)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, fresh[key] if key.startswith("input_mask.") else trained[key]), key
+    assert any(k.startswith("input_mask.") for k in fresh)
+
+    dynamic = tmp_path / "dynamic"
+    assert main(["train", "--data", data, "--model", "dynamic", "--arch", "small", "--epochs", "1",
+                 "--init", str(vanilla / CHECKPOINT), "--out", str(dynamic)]) == 0  # fmt: skip
+    assert torch.load(dynamic / CHECKPOINT, weights_only=False)["init"] == str(vanilla / CHECKPOINT)
+    # the second stage: a spike penalty with the mask scorer frozen leaves the scorer as it was
+    sparse = tmp_path / "sparse"
+    assert main(["train", "--data", data, "--model", "dynamic", "--arch", "small", "--epochs", "1", "--freeze-mask",
+                 "--spike-penalty", "0.05", "--init", str(dynamic / CHECKPOINT), "--out", str(sparse)]) == 0  # fmt: skip
+    before = torch.load(dynamic / CHECKPOINT, weights_only=False)["state_dict"]
+    after = torch.load(sparse / CHECKPOINT, weights_only=False)["state_dict"]
+    assert all(torch.equal(after[k], before[k]) for k in after if k.startswith("input_mask."))
+    assert not all(torch.equal(after[k], before[k]) for k in after if k.startswith("layers."))
+    assert main(["train", "--data", data, "--model", "vanilla", "--arch", "small", "--epochs", "1", "--freeze-mask",
+                 "--out", str(tmp_path / "nomask")]) == 2  # fmt: skip
+    # another architecture does not fit: refused as bad input
+    assert main(["train", "--data", data, "--model", "dynamic", "--arch", "speck", "--epochs", "1",
+                 "--init", str(vanilla / CHECKPOINT), "--out", str(tmp_path / "bad")]) == 2  # fmt: skip

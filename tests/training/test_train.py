@@ -91,3 +91,43 @@ def test_time_budget_stops_between_epochs(tmp_path: Path) -> None:
         progress=False, time_budget_s=0.0,
     )  # fmt: skip
     assert result.stopped_by_budget and result.epochs_completed <= 1
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bf16_convs_train_and_keep_float32_weights(tmp_path: Path, bf16: bool) -> None:
+    data = _two_classes(64, 0)
+    model = _model()
+    result = train(
+        model, data, _two_classes(16, 1), epochs=4, lr=3e-3, batch_size=16, seed=0,
+        checkpoint_dir=tmp_path, progress=False, bf16=bf16,
+    )  # fmt: skip
+    losses = [e.train_loss for e in result.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # what export reads
+
+
+def test_under_bf16_autocast_the_input_mask_decides_in_float32() -> None:
+    """The chip's scorer runs in float: the mask must keep the same frames with and without autocast."""
+    torch.manual_seed(0)
+    model = small_speck_net("dynamic", steps=STEPS, mask_history=4, layer_attention="none")
+    x = _two_classes(4, 3)[0] * torch.rand(4, STEPS, 1, 1, 1)  # frames of different strength
+    masked: list[torch.Tensor] = []
+    model.input_mask.register_forward_hook(lambda _m, _i, out: masked.append(out))
+    with torch.no_grad():
+        plain = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = model(x)
+    assert masked[1].dtype == torch.float32 and torch.equal(masked[0], masked[1])
+    assert auto.scores.dtype == torch.float32 and auto.layer_spikes.dtype == torch.float32
+    assert plain.scores.shape == auto.scores.shape
+
+
+def test_spike_penalty_trades_spikes(tmp_path: Path) -> None:
+    data, val = _two_classes(64, 0), _two_classes(16, 1)
+    spikes = []
+    for penalty in (0.0, 2.0):
+        model = _model()
+        train(model, data, val, epochs=3, lr=3e-3, batch_size=16, seed=0, checkpoint_dir=tmp_path / str(penalty),
+              progress=False, spike_penalty=penalty)  # fmt: skip
+        spikes.append(evaluate_float(model, val).spikes_per_sample)
+    assert spikes[1] < 0.8 * spikes[0], spikes
