@@ -9,7 +9,9 @@ Run: ``python -m bench.pipeline [--recording FILE] [--seconds 60] [--latency-sec
 2. **Latency at 1×.** ``speck-edge up`` replays the same recording in real time; a subscriber on
    ``prediction`` takes ``recv − origin`` (wall clock: the time the sensor sent the batch the
    prediction descends from, to the time the prediction arrives) for ``--latency-seconds``.
-3. **Memory.** The summed RSS of the five service processes (``/proc/PID/status`` VmRSS) at the end
+3. **Transport floor.** The same number of ZeroMQ hops through processes that only forward, messages
+   1 ms and 30 ms apart: the latency no stage logic can go below on this machine.
+4. **Memory.** The summed RSS of the five service processes (``/proc/PID/status`` VmRSS) at the end
    of each run.
 
 Each run gets its own ports and cache directory, so it never meets a running instance.
@@ -101,6 +103,18 @@ class Pipeline:
                 total[key] += int(m.group(1)) if m else 0
         return {k: v / 1024 for k, v in total.items()}
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds (user + system, all threads) each service has used so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return out
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -190,6 +204,7 @@ def latency(recording: Path, seconds: float) -> None:
             poller.register(sub, zmq.POLLIN)
             poller.register(tele, zmq.POLLIN)
             seen: dict[str, Telemetry] = {}
+            cpu0, t0 = pipe.cpu_s(), time.monotonic()
             while (left := end - time.monotonic()) > 0:
                 for sock, _ in poller.poll(int(left * 1000) + 1):
                     msg = decode(sock.recv_multipart(copy=False))
@@ -200,6 +215,7 @@ def latency(recording: Path, seconds: float) -> None:
                         seen[msg.stream] = msg
                         timing.setdefault(msg.stream, []).append(dict(msg.groups.get("timing_us", {})))
             mem = pipe.memory_mb()
+            cpu1, dt = pipe.cpu_s(), time.monotonic() - t0
             a = np.array(lat_ms)
             print(f"real time (1x), {recording.name} looped, {seconds:.0f} s: {len(a)} predictions")
             if len(a):
@@ -223,6 +239,9 @@ def latency(recording: Path, seconds: float) -> None:
                         f"handle p50 {med['handle_p50']:.0f} p99 {med['handle_p99']:.0f}"
                     )
             print(f"  sensor late batches: {value(seen, 'sensor', 'late_batches'):.0f}; drops: {drops(seen) or 'none'}")
+            use = {k: 100 * (cpu1[k] - cpu0.get(k, 0.0)) / dt for k in cpu1}
+            print(f"  CPU, % of one core: {', '.join(f'{k} {v:.0f}' for k, v in use.items())}; "
+                  f"all {sum(use.values()):.0f} of {100 * (os.cpu_count() or 1)}")  # fmt: skip
             print(f"  memory of the five services: RSS {mem['rss']:.0f} MB, PSS {mem['pss']:.0f} MB")
             sub.close(0)
             tele.close(0)
@@ -231,13 +250,73 @@ def latency(recording: Path, seconds: float) -> None:
             pipe.stop()
 
 
+FLOOR_HOPS = 4
+"""sensor → filter → chip → readout → subscriber: the pipeline's hops between processes."""
+
+
+def _forward(src: str, dst: str, stop: Any) -> None:
+    """One stand-in stage: every message from ``src`` straight on to ``dst`` (no decode, no work)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(src)
+    pub.bind(dst)
+    while not stop.is_set():
+        if sub.poll(100):
+            pub.send_multipart(sub.recv_multipart())
+    ctx.destroy(0)
+
+
+def transport_floor(messages: int = 300) -> None:
+    """What ZeroMQ alone costs here: ``FLOOR_HOPS`` hops through forwarding processes that do nothing,
+    with messages 1 ms apart (a busy pipeline) and 30 ms apart (a prediction after quiet: every thread
+    on the way has gone to sleep and must be woken)."""
+    import multiprocessing as mp
+
+    ports = [free_port() for _ in range(FLOOR_HOPS)]
+    eps = [f"tcp://127.0.0.1:{p}" for p in ports]
+    stop = mp.Event()
+    forwarders = [
+        mp.Process(target=_forward, args=(eps[i], eps[i + 1], stop), daemon=True) for i in range(FLOOR_HOPS - 1)
+    ]
+    for f in forwarders:
+        f.start()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    pub.bind(eps[0])
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(eps[-1])
+    try:
+        while True:  # until the chain is connected end to end (slow joiners): poll, no fixed sleep
+            pub.send_multipart([b"probe", b"0"])
+            if sub.poll(50):
+                sub.recv_multipart()
+                break
+        print(f"transport floor: {FLOOR_HOPS} ZeroMQ hops through do-nothing processes, {messages} messages of 1.6 kB:")
+        for gap_s in (0.001, 0.030):
+            lat = []
+            for _ in range(messages):
+                pub.send_multipart([b"x", str(time.time_ns()).encode(), bytes(1600)])
+                if sub.poll(1000):
+                    frames = sub.recv_multipart()
+                    lat.append((time.time_ns() - int(frames[1])) / 1e6)
+                time.sleep(gap_s)  # the pacing under test, not a wait for a result
+            p50, p99 = np.percentile(lat[10:], [50, 99])
+            print(f"  {gap_s * 1e3:.0f} ms apart: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    finally:
+        stop.set()
+        for f in forwarders:
+            f.join(5)
+        ctx.destroy(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
     parser.add_argument("--seconds", type=float, default=60.0, help="lossless measurement (default 60)")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--skip", choices=("throughput", "latency"), action="append", default=[])
+    parser.add_argument("--skip", choices=("throughput", "latency", "floor"), action="append", default=[])
     args = parser.parse_args()
     if not args.recording.exists():
         sys.exit(f"no recording at {args.recording} (pass --recording)")
@@ -245,6 +324,8 @@ def main() -> None:
         throughput(args.recording, args.seconds, args.warmup)
     if "latency" not in args.skip:
         latency(args.recording, args.latency_seconds)
+    if "floor" not in args.skip:
+        transport_floor()
 
 
 if __name__ == "__main__":
