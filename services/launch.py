@@ -19,6 +19,7 @@ once its sockets are up and its code is compiled, so the first batch is not slow
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import logging
 import threading
@@ -126,6 +127,26 @@ def stage_sockets(ctx: Context, name: str, settings: Settings, topic: str) -> So
     return Sockets(inputs=inputs, output=output, telemetry=pub, lossless_output=lossless and name != "readout")
 
 
+M_MMAP_THRESHOLD = -3
+"""glibc ``mallopt`` parameter (malloc.h)."""
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+"""Arrays above this come from their own mmap and go back to the system when freed. Lossless replay,
+60 s: 256 kB gave 484 MB of RSS at 1.54 M events/s (a page-faulted mmap per big array), 4 MB gave
+423 MB at 1.76 M/s, glibc's dynamic default 660 MB at 2.1 M/s."""
+
+
+def bound_heap() -> None:
+    """Fix glibc's mmap threshold. Left dynamic, it rises to 32 MB after the first big array is freed,
+    so later batch-sized arrays come from the heap, which fragments and never shrinks: a lossless
+    replay (batches of thousands of events) grew the five processes by ~240 MB in a minute. No-op off
+    glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        pass
+
+
 def settle_heap() -> None:
     """Before the message loop: move everything start-up made (numba's and numpy's objects: hundreds of
     thousands) out of the garbage collector's sight, so a full collection, which would walk them all,
@@ -225,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(levelname)s %(message)s")
     settings = load_settings(args.config)
+    bound_heap()
     stop = threading.Event()
     stop_on_signals(stop)
     run_service(args.service, settings, stop)
