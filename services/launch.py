@@ -49,6 +49,9 @@ LOSSLESS_HWM = 4
 """Messages a lossless (PUSH/PULL) hop queues on each side before the sender waits: enough to keep
 every stage busy, few enough that back-pressure reaches the sensor at once (a deep queue only
 holds memory: 100 k queued batches took 1.7 GB)."""
+FINAL_TELEMETRY_LINGER_MS = 1000
+"""How long a stopping service waits to deliver its last telemetry (the final counters), which
+LINGER=0 would drop when it was published just before the socket closed."""
 LOSSLESS_LINGER_MS = 10_000
 """A lossless output delivers what is still queued for up to this long when its service exits (the
 other sockets close with LINGER=0)."""
@@ -166,8 +169,9 @@ def run_stage(
     try:
         runtime.run(find_topic(downstream).wire if downstream else None, DOWNSTREAM_WAIT_S)
     finally:
-        for sock in [*sockets.inputs, sockets.telemetry]:
+        for sock in sockets.inputs:
             sock.close(0)
+        sockets.telemetry.close(FINAL_TELEMETRY_LINGER_MS)  # the final counters: let them go out
         if sockets.output is not None and sockets.output is not sockets.telemetry:
             sockets.output.close(LOSSLESS_LINGER_MS)  # deliver what is queued before exiting
 
@@ -198,7 +202,7 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
         log.info("sensor done: %d events in %d batches", counters.events_sent, counters.batches_sent)
     finally:
         notifier.stopping()
-        pub.close(0)
+        pub.close(FINAL_TELEMETRY_LINGER_MS)  # its final counters (events sent) go out, not dropped
         if data is not None:
             data.close(LOSSLESS_LINGER_MS)  # the last batches may still be queued: deliver them
 
