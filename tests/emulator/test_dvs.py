@@ -134,3 +134,13 @@ def test_swap_after_mirror() -> None:
 def test_empty() -> None:
     out, counts = preprocess(make_events([], [], [], []), DvsConfig())
     assert len(out) == 0 and out.dtype == EVENT_DTYPE and counts == DvsCounts(0, 0)
+
+
+def test_events_outside_the_sensor_are_dropped_without_a_roi() -> None:
+    """No ROI means the pooled extent: an event past the sensor edge is dropped and counted, never
+    wrapped into a bogus coordinate by the mirror."""
+    events = make_events([0, 1], [200, 5], [3, 4], [1, 1])
+    for mirror in (False, True):
+        out, counts = preprocess(events, DvsConfig(mirror_x=mirror))
+        assert counts.roi == 1
+        assert out["x"].tolist() == ([127 - 5] if mirror else [5]) and out["y"].tolist() == [4]
