@@ -19,7 +19,11 @@ history ``f_{t−H} … f_{t−1}`` (oldest first, zeros before the clip), ``s_t
 ``s_t > q_t``, ``q_t`` the ``mask_ratio`` quantile of the last ``H`` scores before ``t`` (ties: keep iff
 fewer than ``1 − mask_ratio`` of those were kept; the first step is kept) — the emulator's rule, so
 training sees the mask the chip's input will get. The hard 0/1 mask multiplies the frames; its gradient
-goes straight through to the scores (``m = keep + s − stop_grad(s)``). ``w1`` ``[H/r, H]`` and ``w2``
+goes straight through to the margin the rule decides on, ``d_t = s_t − q_t`` (``m = keep + d −
+stop_grad(d)``, :func:`causal_quantile`): a step's score also sets the bar for the steps after it, and a
+gradient on ``s_t`` alone ignored that (a loss asking for more kept input made the scorer keep less).
+``kept_input`` after a forward is the batch's fraction of input events passed, differentiable the same
+way, for ``train(keep_target=...)``. ``w1`` ``[H/r, H]`` and ``w2``
 ``[H, H/r]`` go to ``emulator.attention.TemporalAttentionScorer`` unchanged. One difference to the
 chip: the emulator decides only windows that hold events, here every frame is decided.
 """
@@ -174,6 +178,16 @@ def causal_keep(scores: Tensor, history: int, mask_ratio: float) -> Tensor:
     return kept
 
 
+def causal_quantile(scores: Tensor, history: int, mask_ratio: float) -> Tensor:
+    """``[B, T]``: the threshold :func:`causal_keep` compares each score with (the ``mask_ratio``
+    quantile of the ``history`` scores before it), differentiable; the score itself where there is none."""
+    out = []
+    for t in range(scores.shape[1]):
+        lo = max(0, t - history)
+        out.append(scores[:, t] if t == lo else torch.quantile(scores[:, lo:t], mask_ratio, dim=1))
+    return torch.stack(out, dim=1)
+
+
 class InputTemporalMask(nn.Module):
     """The causal TA input mask (module docstring): frames ``[B, T, C, H, W]`` in, masked frames out."""
 
@@ -205,7 +219,11 @@ class InputTemporalMask(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         s = self.scores(x)
         kept = causal_keep(s.detach(), self.history, self.mask_ratio).to(x.dtype)
-        return x * (kept + s - s.detach())[:, :, None, None, None]
+        margin = s - causal_quantile(s, self.history, self.mask_ratio)
+        m = kept + margin - margin.detach()
+        events = x.detach().flatten(2).sum(2)  # [B, T] input per frame
+        self.kept_input = ((m * events).sum(1) / events.sum(1).clamp(min=1.0)).mean()
+        return x * m[:, :, None, None, None]
 
     def scorer_weights(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """``(w1 [H/r, H], w2 [H, H/r])`` float64 for ``emulator.attention.TemporalAttentionScorer``."""

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from emulator.attention import TemporalAttentionScorer, _threshold
-from training.attention import CA, TA, TCA, InputTemporalMask, causal_keep, top_k_mask
+from training.attention import CA, TA, TCA, InputTemporalMask, causal_keep, causal_quantile, top_k_mask
 from training.models import (
     SPECK_KERNEL_MAX,
     SPECK_OUTPUT_MAX,
@@ -192,3 +192,12 @@ def test_layer_limits_are_refused() -> None:
         NetConfig((LayerPlan("bad", 8, 3, stride=3),))
     with pytest.raises(ValueError, match="output"):
         NetConfig((LayerPlan("big", 8, 3, padding=7),), input_shape=(2, 64, 64))  # 76×76 > 64×64
+
+
+def test_causal_quantile_is_the_threshold_causal_keep_compares_with() -> None:
+    g = torch.Generator().manual_seed(5)
+    scores = torch.rand(8, 20, generator=g, dtype=torch.float64)
+    q = causal_quantile(scores, 6, 0.5)
+    kept = causal_keep(scores, 6, 0.5)
+    assert torch.equal(kept[:, 1:], scores[:, 1:] > q[:, 1:])  # random scores: no ties
+    assert torch.equal(q[:, 0], scores[:, 0]) and bool(kept[:, 0].all())  # the first step: kept, no threshold

@@ -131,3 +131,26 @@ def test_spike_penalty_trades_spikes(tmp_path: Path) -> None:
               progress=False, spike_penalty=penalty)  # fmt: skip
         spikes.append(evaluate_float(model, val).spikes_per_sample)
     assert spikes[1] < 0.8 * spikes[0], spikes
+
+
+def _kept_input(model, frames: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
+    kept = model.input_mask.keep(frames).float()  # [B, T]
+    events = frames.flatten(2).sum(2)
+    return float((kept * events).sum() / events.sum())
+
+
+def test_keep_target_steers_how_much_input_the_mask_keeps(tmp_path: Path) -> None:
+    """The mask always keeps half the steps; ``keep_target`` decides which half, so how much input."""
+    steps = 12
+    g = torch.Generator().manual_seed(3)
+    busy = torch.tensor([0.3 if (t // 2) % 2 == 0 else 0.02 for t in range(steps)])  # busy, busy, quiet, quiet…
+    frames = (torch.rand(48, steps, 2, 32, 32, generator=g) < busy[None, :, None, None, None]).float()
+    labels = torch.arange(48) % 2
+    kept = {}
+    for target in (None, 0.1):
+        torch.manual_seed(0)
+        model = small_speck_net("dynamic", steps=steps, mask_history=4)
+        train(model, (frames, labels), (frames[:8], labels[:8]), epochs=8, lr=1e-2, batch_size=16, seed=0,
+              checkpoint_dir=tmp_path / str(target), progress=False, keep_target=target, threads=1)  # fmt: skip
+        kept[target] = _kept_input(model, frames)
+    assert kept[0.1] < kept[None] - 0.15, kept
