@@ -162,8 +162,9 @@ def frame_features(x: Tensor) -> Tensor:
     return torch.stack([flat.mean(2), flat.amax(2)], dim=2)
 
 
-def causal_keep(scores: Tensor, history: int, mask_ratio: float) -> Tensor:
-    """Bool ``[B, T]``: the emulator's threshold rule (module docstring) applied step by step."""
+def causal_keep(scores: Tensor, history: int, mask_ratio: float, quantiles: Tensor | None = None) -> Tensor:
+    """Bool ``[B, T]``: the emulator's threshold rule (module docstring) applied step by step
+    (``quantiles``: :func:`causal_quantile` of these scores, when the caller has it already)."""
     b, steps = scores.shape
     kept = torch.zeros(b, steps, dtype=torch.bool, device=scores.device)
     for t in range(steps):
@@ -171,7 +172,7 @@ def causal_keep(scores: Tensor, history: int, mask_ratio: float) -> Tensor:
         if mask_ratio in (0.0, 1.0) or t == lo:
             kept[:, t] = mask_ratio != 1.0
             continue
-        q = torch.quantile(scores[:, lo:t], mask_ratio, dim=1)
+        q = torch.quantile(scores[:, lo:t], mask_ratio, dim=1) if quantiles is None else quantiles[:, t]
         s = scores[:, t]
         few_kept = kept[:, lo:t].float().mean(1) < 1.0 - mask_ratio
         kept[:, t] = (s > q) | ((s == q) & few_kept)
@@ -218,8 +219,9 @@ class InputTemporalMask(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.scores(x)
-        kept = causal_keep(s.detach(), self.history, self.mask_ratio).to(x.dtype)
-        margin = s - causal_quantile(s, self.history, self.mask_ratio)
+        q = causal_quantile(s, self.history, self.mask_ratio)
+        kept = causal_keep(s.detach(), self.history, self.mask_ratio, q.detach()).to(x.dtype)
+        margin = s - q
         m = kept + margin - margin.detach()
         events = x.detach().flatten(2).sum(2)  # [B, T] input per frame
         self.kept_input = ((m * events).sum(1) / events.sum(1).clamp(min=1.0)).mean()
