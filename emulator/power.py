@@ -45,6 +45,7 @@ the same assumptions the other Table 1 rows come out within a factor 2 (Gait-nig
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -154,16 +155,17 @@ class PowerReport(NamedTuple):
 
 def energy_j(counts: ActivityCounts, coeffs: EnergyCoefficients = COEFFICIENTS) -> dict[Rail, float]:
     """Active energy per rail (J) of the counted operations (0 on the sensor rails)."""
-    out = dict.fromkeys(Rail, 0.0)
-    for n, per_op in (
-        (counts.synops, coeffs.synop),
-        (counts.neuron_updates, coeffs.neuron_update),
-        (counts.routed_spikes, coeffs.routed_spike),
-        (counts.input_events, coeffs.input_event),
-    ):
-        for rail, joules in per_op.by_rail().items():
-            out[rail] += n * joules
-    return out
+    s, u, r, i = counts.synops, counts.neuron_updates, counts.routed_spikes, counts.input_events
+    return {rail: s * js + u * ju + r * jr + i * ji for rail, (js, ju, jr, ji) in _per_rail(coeffs)}
+
+
+@lru_cache(maxsize=8)
+def _per_rail(coeffs: EnergyCoefficients) -> tuple[tuple[Rail, tuple[float, float, float, float]], ...]:
+    """Per rail, the joules of (synop, neuron update, routed spike, input event): a stage prices every
+    message, so the table is built once per coefficient set."""
+    ops = (coeffs.synop, coeffs.neuron_update, coeffs.routed_spike, coeffs.input_event)
+    by_rail = [op.by_rail() for op in ops]
+    return tuple((rail, tuple(r.get(rail, 0.0) for r in by_rail)) for rail in Rail)  # type: ignore[misc]
 
 
 def resting_energy_j(duration_s: float) -> dict[Rail, float]:
