@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                    seed=args.seed, checkpoint_dir=out / "checkpoints", resume=args.resume,
                    progress=sys.stderr.isatty(), time_budget_s=args.time_budget, shift=args.shift,
                    cosine=args.lr_schedule == "cosine", bf16=bf16, spike_penalty=args.spike_penalty,
-                   keep_target=args.keep_target)  # fmt: skip
+                   keep_target=args.keep_target, penalty=args.penalty)  # fmt: skip
     net.load_state_dict(torch.load(out / "checkpoints" / "best.pt"))
     net.eval()
     test = evaluate_float(net, (xs, ys))
@@ -382,6 +382,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    "(AVX-512 BF16 / AMX), neurons and evaluation always float32 (default auto)")  # fmt: skip
     p.add_argument("--spike-penalty", type=float, default=0.0, metavar="LAMBDA",
                    help="add LAMBDA × the batch's mean spikes per neuron and step to the loss (default 0)")  # fmt: skip
+    p.add_argument("--penalty", choices=("spikes", "energy"), default="spikes",
+                   help="what --spike-penalty weighs: every spike alike (NASFR), or each layer's spikes by "
+                   "their modelled energy on the chip (routed spike + the synops they trigger) (default spikes)")  # fmt: skip
     p.add_argument("--keep-target", type=float, metavar="F",
                    help="a dynamic net: steer its input-mask scorer to pass this fraction of the input events "
                    "(it always passes half the windows; this picks which half), e.g. 0.5")  # fmt: skip

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from emulator.power import COEFFICIENTS
 from training.attention import AttentionBlock, InputTemporalMask, Mode
 from training.neurons import IF, MIF, SpikingNeuron
 from training.spec import InputSpec, SpeckLayerSpec
@@ -195,6 +196,20 @@ class SpeckNet(nn.Module):
             oh, ow = ((n + 2 * plan.padding - plan.kernel) // plan.stride + 1 for n in (h, w))
             out.append(plan.out_channels * oh * ow)
         return out
+
+    def spike_energy_j(self) -> list[float]:
+        """Modelled active energy of one spike of each layer (J, :mod:`emulator.power`): one routed
+        spike plus the next layer's synops and neuron updates it triggers. A spike reaches on average
+        ``C_out·k²·(oh·ow)/(h·w)`` neurons of the next layer (``C_out·k²/s²`` for a conv, ``C_out`` for
+        a linear layer); the last layer's spikes go to the readout only."""
+        per_synop = sum(COEFFICIENTS.synop) + sum(COEFFICIENTS.neuron_update)
+        routed = sum(COEFFICIENTS.routed_spike)
+        out_neurons = self.neurons_per_layer()
+        fan_out = [
+            n_next * plan.kernel**2 / (h * w)
+            for plan, (_, h, w), n_next in zip(self.config.layers[1:], self.config.shapes[1:-1], out_neurons[1:], strict=True)
+        ]
+        return [routed + f * per_synop for f in fan_out] + [routed]
 
     def _run(self, x: Tensor, attention: bool) -> NetOutput:
         counts = []

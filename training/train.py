@@ -8,7 +8,10 @@ same batches). After every epoch ``checkpoint_dir/epoch_NNNN.pt`` holds model, o
 val accuracy, config and history; ``resume=True`` continues after the newest one. ``best.pt`` holds
 the weights of the best validation epoch.
 
-``spike_penalty`` λ adds ``λ·NASFR`` of each batch to the loss (spikes are what the chip pays for).
+``spike_penalty`` λ adds ``λ·NASFR`` of each batch to the loss (spikes are what the chip pays for);
+with ``penalty="energy"`` each layer's spikes weigh what one costs on the chip (a routed spike plus the
+synops it triggers in the next layer, :meth:`SpeckNet.spike_energy_j`): ``λ·Σ c_l·w_l / (S·T·Σ N_l·w_l)``,
+the energy-weighted firing rate, so the penalty thins the layers whose spikes fan out the most.
 ``keep_target`` f adds ``(kept − f)²``, ``kept`` the fraction of input events the dynamic net's input
 mask passes: the mask always passes half the *windows*, but which half decides how much input, spikes
 and accuracy survive — left to the classification loss alone the scorer settled anywhere from 26 % to
@@ -45,6 +48,7 @@ from tqdm import tqdm
 from training.models import SpeckNet
 
 Loss = Literal["mse", "ce"]
+Penalty = Literal["spikes", "energy"]
 FrameSet = tuple[Tensor, Tensor] | TensorDataset
 CHECKPOINT_PREFIX = "epoch_"
 
@@ -144,6 +148,14 @@ def shifted(frames: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
     return out
 
 
+def _penalty_weights(model: SpeckNet, penalty: Penalty) -> dict[str, Any]:
+    """The spike penalty's per-layer weights ``w_l`` and normaliser ``Σ_l N_l·w_l`` (module docstring)."""
+    weights = [1.0] * len(model.neurons_per_layer()) if penalty == "spikes" else model.spike_energy_j()
+    scale = max(weights)  # keep the penalty's size comparable to NASFR's
+    w = [x / scale for x in weights]
+    return {"spike_weights": w, "neurons": sum(n * x for n, x in zip(model.neurons_per_layer(), w, strict=True))}
+
+
 def _run_epoch(
     model: SpeckNet,
     optimizer: torch.optim.Optimizer,
@@ -167,7 +179,8 @@ def _run_epoch(
         if config.get("keep_target") is not None and model.input_mask is not None:  # pin the kept input
             loss = loss + (model.input_mask.kept_input - config["keep_target"]) ** 2
         if config.get("spike_penalty"):  # λ·NASFR of the batch: fewer spikes, less power on the chip
-            rate = out.layer_spikes.sum() / (len(idx) * frames.shape[1] * config["neurons"])
+            weights = torch.tensor(config["spike_weights"])  # per layer: 1 (NASFR) or a spike's energy
+            rate = (out.layer_spikes * weights).sum() / (len(idx) * frames.shape[1] * config["neurons"])
             loss = loss + config["spike_penalty"] * rate
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -198,11 +211,14 @@ def train(
     bf16: bool | None = None,
     spike_penalty: float = 0.0,
     keep_target: float | None = None,
+    penalty: Penalty = "spikes",
 ) -> TrainResult:
     """Train ``model`` in place for up to ``epochs`` epochs (module docstring); stops early, between
     epochs, when another epoch would not fit ``time_budget_s``."""
     if loss not in ("mse", "ce"):
         raise ValueError(f"loss: 'mse' or 'ce', got {loss!r}")
+    if penalty not in ("spikes", "energy"):
+        raise ValueError(f"penalty: 'spikes' or 'energy', got {penalty!r}")
     torch.set_num_threads(threads or os.cpu_count() or 1)
     seed_everything(seed)
     data, val = _tensors(train_set), _tensors(val_set)
@@ -212,8 +228,7 @@ def train(
     config: dict[str, Any] = {
         "lr": lr, "batch_size": batch_size, "seed": seed, "loss": loss, "progress": progress, "shift": shift,
         "cosine": cosine, "bf16": bf16_helps() if bf16 is None else bf16, "spike_penalty": spike_penalty,
-        "keep_target": keep_target,
-        "neurons": sum(model.neurons_per_layer()),
+        "keep_target": keep_target, "penalty": penalty, **_penalty_weights(model, penalty),
     }  # fmt: skip
     result = TrainResult()
     latest = _latest_checkpoint(directory) if resume else None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.models import small_speck_net
+from training.models import small_speck_net, speck_net
 from training.train import evaluate_float, train
 
 STEPS = 6
@@ -154,3 +154,36 @@ def test_keep_target_steers_how_much_input_the_mask_keeps(tmp_path: Path) -> Non
               checkpoint_dir=tmp_path / str(target), progress=False, keep_target=target, threads=1)  # fmt: skip
         kept[target] = _kept_input(model, frames)
     assert kept[0.1] < kept[None] - 0.15, kept
+
+
+def test_spike_energy_is_a_routed_spike_plus_the_synops_it_triggers() -> None:
+    from emulator.power import COEFFICIENTS
+
+    per_synop = sum(COEFFICIENTS.synop) + sum(COEFFICIENTS.neuron_update)
+    routed = sum(COEFFICIENTS.routed_spike)
+    # conv1 → conv2 (32 ch, 3×3, stride 2): 72; conv2 → conv3 (stride 1): 288; conv3 → AP4 → fc1: 32;
+    # fc1 → out: 11; out → readout: none
+    fan_out = [32 * 9 / 4, 32 * 9, 32, 11, 0]
+    energy = speck_net().spike_energy_j()
+    assert energy == pytest.approx([routed + f * per_synop for f in fan_out])
+
+
+def test_energy_penalty_cuts_the_modelled_energy(tmp_path: Path) -> None:
+    """Weighted by what each layer's spikes cost, the penalty lowers the modelled energy of the spikes."""
+    data, val = _two_classes(64, 0), _two_classes(16, 1)
+    costs = []
+    for penalty in (0.0, 2.0):
+        model = _model()
+        train(model, data, val, epochs=3, lr=3e-3, batch_size=16, seed=0, checkpoint_dir=tmp_path / str(penalty),
+              progress=False, spike_penalty=penalty, penalty="energy")  # fmt: skip
+        model.eval()
+        with torch.no_grad():
+            per_layer = model(val[0]).layer_spikes.sum((0, 1))
+        costs.append(float((per_layer * torch.tensor(model.spike_energy_j())).sum()))
+    assert costs[1] < 0.8 * costs[0], costs
+
+
+def test_penalty_must_be_known(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="penalty"):
+        train(_model(), _two_classes(8, 0), _two_classes(8, 1), epochs=1, checkpoint_dir=tmp_path, progress=False,
+              penalty="watts")  # type: ignore[arg-type]
