@@ -45,8 +45,8 @@ the same assumptions the other Table 1 rows come out within a factor 2 (Gait-nig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from enum import IntEnum
+from functools import lru_cache
 from typing import NamedTuple
 
 

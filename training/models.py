@@ -207,7 +207,9 @@ class SpeckNet(nn.Module):
         out_neurons = self.neurons_per_layer()
         fan_out = [
             n_next * plan.kernel**2 / (h * w)
-            for plan, (_, h, w), n_next in zip(self.config.layers[1:], self.config.shapes[1:-1], out_neurons[1:], strict=True)
+            for plan, (_, h, w), n_next in zip(
+                self.config.layers[1:], self.config.shapes[1:-1], out_neurons[1:], strict=True
+            )
         ]
         return [routed + f * per_synop for f in fan_out] + [routed]
 

@@ -185,5 +185,12 @@ def test_energy_penalty_cuts_the_modelled_energy(tmp_path: Path) -> None:
 
 def test_penalty_must_be_known(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="penalty"):
-        train(_model(), _two_classes(8, 0), _two_classes(8, 1), epochs=1, checkpoint_dir=tmp_path, progress=False,
-              penalty="watts")  # type: ignore[arg-type]
+        train(
+            _model(),
+            _two_classes(8, 0),
+            _two_classes(8, 1),
+            epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+            penalty="watts",
+        )  # type: ignore[arg-type]
