@@ -19,8 +19,8 @@ The model, once (states and weights are integers; times in µs):
   ``t ≥`` that time. With ``leak``, a tick does ``v ← max(sat16(v + bias[f]), threshold_low)``
   on every neuron and never fires (:data:`LEAK_TICK_FIRES`).
 
-Outputs: one ``SPIKE_DTYPE`` array in emission order holding both every core spike (monitor rows)
-and every spike routed to the readout (after pooling and shift). Every output carries the ``t`` of
+Outputs: one ``SPIKE_DTYPE`` array in emission order holding both every core spike (monitor rows,
+unless ``EngineParams.monitor`` is off) and every spike routed to the readout (after pooling and shift). Every output carries the ``t`` of
 the input event that caused it (latency is another module's job).
 """
 
@@ -128,6 +128,9 @@ class EngineParams(NamedTuple):
     slow_clock_hz: float
     max_outputs_per_input: int = 0
     """:func:`outputs_per_input` of these params, computed once by :func:`build_params` (0: compute it)."""
+    monitor: bool = True
+    """Emit a monitor row for every core spike. ``False``: only the readout rows; the counts still count
+    every spike (the chip service forwards no more, and most rows are monitor rows)."""
 
 
 class EngineState(NamedTuple):
@@ -279,10 +282,10 @@ def _scratch(rows: int) -> npt.NDArray[np.uint64]:
     return buf[:rows]
 
 
-def _kernel_params(p: EngineParams) -> tuple[npt.NDArray[np.generic], ...]:
+def _kernel_params(p: EngineParams) -> tuple[npt.NDArray[np.generic] | bool, ...]:
     """The params arrays in :func:`emulator.engine_kernel.run_events`' order."""
     return (p.shape_in, p.shape_out, p.ksp, p.weights, p.w_off, p.v_off, p.th_high, p.th_low, p.reset_zero,
-            p.leak, p.bias, p.bias_off, p.decim_n, p.dest_kind, p.dest)  # fmt: skip
+            p.leak, p.bias, p.bias_off, p.decim_n, p.dest_kind, p.dest, p.monitor)  # fmt: skip
 
 
 def _input_words(inputs: Spikes) -> npt.NDArray[np.uint64]:

@@ -124,6 +124,7 @@ def run_events(
     decim_n: I64,
     dest_kind: I64,
     dest: I64,
+    monitor: bool,
     out: npt.NDArray[np.uint64],
     n_out: int,
     first: int,
@@ -133,6 +134,9 @@ def run_events(
 ) -> tuple[int, int, int, int]:
     """Process events ``first…`` in order, in place on ``v``, ``decim``, ``out`` (``SPIKE_DTYPE`` rows as
     two words, see :func:`spike_word`, from ``n_out`` on) and ``counts[layer, counter]``.
+
+    ``monitor=False`` leaves out the monitor rows (every core spike): a caller that only needs the
+    readout rows and the counts saves writing most of the rows.
 
     Stops before an event when ``out`` has less than ``out_per_input + 2`` free rows (the caller grows it
     and calls again: an array never reassigned inside the kernel keeps its loops 2× faster).
@@ -216,9 +220,10 @@ def run_events(
                             # --- the spike: monitor row, decimator, destinations (≤ 3 rows)
                             if n_out + 3 > limit:
                                 raise ValueError("one input caused more output rows than MAX_OUTPUTS_PER_INPUT")
-                            uo = np.uint64(n_out)
-                            out[uo, 0], out[uo, 1] = t, spike_word(layer, f, oy, ox)
-                            n_out += 1
+                            if monitor:
+                                uo = np.uint64(n_out)
+                                out[uo, 0], out[uo, 1] = t, spike_word(layer, f, oy, ox)
+                                n_out += 1
                             counts[layer, C_SPIKES] += 1
                             decim[layer] += 1
                             if decim[layer] >= decim_n[layer]:  # DECIMATOR_PHASE: the N-th, 2N-th, … passes
