@@ -40,11 +40,12 @@ CHECKPOINT = "model.pt"
 """The file ``train`` leaves in ``--out``: the best weights and everything needed to rebuild the net."""
 DEFAULT_TRAINING = {"epochs": 25, "lr": 2e-3, "batch_size": 32, "seed": 0, "shift": 3}
 DEFAULT_FINETUNE = {
-    "epochs": 6, "lr": 1e-3, "keep_target": 0.5, "sparse_epochs": 4, "sparse_lr": 5e-4, "spike_penalty": 0.02,
+    "epochs": 6, "lr": 1e-3, "keep_target": 0.5, "sparse_epochs": 7, "sparse_lr": 5e-4, "spike_penalty": 0.06,
+    "penalty": "energy",
 }  # fmt: skip
 """make-defaults: the dynamic net starts from the trained vanilla, trains ``epochs`` on masked input with its
 mask scorer steered to pass ``keep_target`` of the input events, then ``sparse_epochs`` more at ``sparse_lr``
-with ``spike_penalty`` and the scorer frozen."""
+with ``spike_penalty`` (weighing each layer's spikes by their energy) and the scorer frozen."""
 CHIP_NET = {"batch_norm": False, "threshold_low": -1.0, "layer_attention": "none"}
 """Trained as the chip runs it: no BatchNorm (folded biases forced an 8-bit bias scale that rounded
 93 % of fc1's weights to 0; chip accuracy 54 % vs 97 % float), the membrane clamped at −θ as export
@@ -290,8 +291,8 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
     if args.sparse_epochs > 0:
         sparse = work / "dynamic-sparse"
         _main(["train", *data, "--model", "dynamic", "--out", str(sparse), "--epochs", str(args.sparse_epochs),
-               "--lr", str(args.sparse_lr), "--spike-penalty", str(args.spike_penalty), "--freeze-mask",
-               "--init", str(dynamic / CHECKPOINT)])  # fmt: skip
+               "--lr", str(args.sparse_lr), "--spike-penalty", str(args.spike_penalty), "--penalty", args.penalty,
+               "--freeze-mask", "--init", str(dynamic / CHECKPOINT)])  # fmt: skip
         dynamic = sparse
     for variant, run in (("vanilla", vanilla), ("dynamic", dynamic)):
         _main(["export", str(run / CHECKPOINT), "-o", str(out / f"default-{variant}.json"), "--check-data", args.data])
@@ -438,4 +439,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    "(default %(default)s)")  # fmt: skip
     p.add_argument("--sparse-lr", type=float, default=DEFAULT_FINETUNE["sparse_lr"])
     p.add_argument("--spike-penalty", type=float, default=DEFAULT_FINETUNE["spike_penalty"])
+    p.add_argument("--penalty", choices=("spikes", "energy"), default=DEFAULT_FINETUNE["penalty"],
+                   help="what the sparse epochs' penalty weighs (train --penalty; default %(default)s)")  # fmt: skip
     p.set_defaults(func=cmd_make_defaults)

@@ -241,10 +241,15 @@ def _assert_predictions_are_the_decisions(config: ChipConfig, online: Online, of
 
 @pytest.mark.parametrize(("average", "slow_clock_hz"), [(1, None), (16, 50.0)])
 def test_readout_stage_predicts_what_the_chip_decides(config: ChipConfig, average: int, slow_clock_hz: float) -> None:
-    """With a boxcar of 16 cycles (20 ms each, so that some pass) a decision can pass 15 cycles after
-    the last spike: the chip keeps sending the readout the batches that close them."""
+    """With a boxcar of 16 cycles a decision can pass 15 cycles after the last spike: the chip keeps
+    sending the readout the batches that close them. (20 ms cycles and an output layer at an eighth of
+    its threshold, so that some 16-cycle averages reach a spike per cycle and pass.)"""
     hz = slow_clock_hz or config.slow_clock_hz
     config = replace(config, slow_clock_hz=hz, readout=replace(config.readout, average=average))
+    if average > 1:
+        out_layer = config.layers[-1]
+        eager = replace(out_layer, threshold_high=max(1, out_layer.threshold_high // 8))
+        config = replace(config, layers=(*config.layers[:-1], eager))
     gesture = _head(synthetic_events(seed=0), 1_000_000)
     t = np.arange(int(gesture["t"][-1]) + 1000, int(gesture["t"][-1]) + 400_000, 1000)
     quiet = make_events(t, np.zeros(len(t), int), np.zeros(len(t), int), np.ones(len(t), int))  # one pixel ticking
