@@ -8,8 +8,8 @@ does the sockets. The filter and readout stages are in :mod:`services.filter_sta
 The chip stage sends the readout only the batches it needs: those with readout spikes, and those whose
 time closes a slow-clock cycle that may still pass a decision — one of the ``average`` cycles from the
 last readout spike's on (a cycle whose boxcar holds no count decides "no class"). A quiet batch sends
-nothing: at 1×, with the readout's 1 ms cycles, that was ~20 of every 21 messages, and the readout
-spent 14 % of a core decoding them. The readout decides the quiet cycles when the next batch comes.
+nothing: at 1× on a DVS128 recording, with the readout's 1 ms cycles, 27 of every 28 messages, on
+which the readout spent 14 % of a core. The readout decides the quiet cycles when the next batch comes.
 
 Event time must not go back within a stream. When it does (the upstream process restarted and
 started its clock again) the stage starts afresh from the new time and counts a ``time_resets``.

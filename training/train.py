@@ -178,7 +178,7 @@ def _run_epoch(
         loss = loss_fn(out.scores.float(), labels[idx], frames.shape[1], config["loss"])
         if config.get("keep_target") is not None and model.input_mask is not None:  # pin the kept input
             loss = loss + (model.input_mask.kept_input - config["keep_target"]) ** 2
-        if config.get("spike_penalty"):  # λ·NASFR of the batch: fewer spikes, less power on the chip
+        if config.get("spike_penalty"):  # λ × the batch's (energy-weighted) firing rate: less power on the chip
             weights = torch.tensor(config["spike_weights"])  # per layer: 1 (NASFR) or a spike's energy
             rate = (out.layer_spikes * weights).sum() / (len(idx) * frames.shape[1] * config["neurons"])
             loss = loss + config["spike_penalty"] * rate

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training.models import small_speck_net, speck_net
-from training.train import evaluate_float, train
+from training.train import Penalty, evaluate_float, train
 
 STEPS = 6
 
@@ -122,15 +122,22 @@ def test_under_bf16_autocast_the_input_mask_decides_in_float32() -> None:
     assert plain.scores.shape == auto.scores.shape
 
 
-def test_spike_penalty_trades_spikes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["spikes", "energy"])
+def test_spike_penalty_cuts_what_it_weighs(tmp_path: Path, kind: Penalty) -> None:
+    """``spikes``: the spike count falls; ``energy``: the spikes' modelled energy (each layer's spikes
+    weighted by :meth:`SpeckNet.spike_energy_j`) falls."""
     data, val = _two_classes(64, 0), _two_classes(16, 1)
-    spikes = []
+    costs = []
     for penalty in (0.0, 2.0):
         model = _model()
         train(model, data, val, epochs=3, lr=3e-3, batch_size=16, seed=0, checkpoint_dir=tmp_path / str(penalty),
-              progress=False, spike_penalty=penalty)  # fmt: skip
-        spikes.append(evaluate_float(model, val).spikes_per_sample)
-    assert spikes[1] < 0.8 * spikes[0], spikes
+              progress=False, spike_penalty=penalty, penalty=kind)  # fmt: skip
+        model.eval()
+        with torch.no_grad():
+            per_layer = model(val[0]).layer_spikes.sum((0, 1))
+        weights = torch.tensor(model.spike_energy_j()) if kind == "energy" else torch.ones(len(per_layer))
+        costs.append(float((per_layer * weights).sum()))
+    assert costs[1] < 0.8 * costs[0], costs
 
 
 def _kept_input(model, frames: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
@@ -166,21 +173,6 @@ def test_spike_energy_is_a_routed_spike_plus_the_synops_it_triggers() -> None:
     fan_out = [32 * 9 / 4, 32 * 9, 32, 11, 0]
     energy = speck_net().spike_energy_j()
     assert energy == pytest.approx([routed + f * per_synop for f in fan_out])
-
-
-def test_energy_penalty_cuts_the_modelled_energy(tmp_path: Path) -> None:
-    """Weighted by what each layer's spikes cost, the penalty lowers the modelled energy of the spikes."""
-    data, val = _two_classes(64, 0), _two_classes(16, 1)
-    costs = []
-    for penalty in (0.0, 2.0):
-        model = _model()
-        train(model, data, val, epochs=3, lr=3e-3, batch_size=16, seed=0, checkpoint_dir=tmp_path / str(penalty),
-              progress=False, spike_penalty=penalty, penalty="energy")  # fmt: skip
-        model.eval()
-        with torch.no_grad():
-            per_layer = model(val[0]).layer_spikes.sum((0, 1))
-        costs.append(float((per_layer * torch.tensor(model.spike_energy_j())).sum()))
-    assert costs[1] < 0.8 * costs[0], costs
 
 
 def test_penalty_must_be_known(tmp_path: Path) -> None:
