@@ -160,9 +160,22 @@ def readout_step(
     end_cycle = cycle_index(t_end_us, slow_clock_hz)
     if end_cycle < state.cycle:
         raise ValueError(f"t_end_us={t_end_us} lies before the cycle in progress ({state.cycle})")
-    if len(spikes) == 0 and state.t_first_us == NO_SPIKE_US and not state.counts.any() and not state.history.any():
+    if len(spikes) == 0 and _is_quiet(state):
         return _quiet_step(state, end_cycle, slow_clock_hz)
-    return _counting_step(spikes, state, cfg, slow_clock_hz, t_end_us, end_cycle)
+    # past the last counted cycle + average, every boxcar is empty: count only up to there (a dense
+    # cycles × classes table), then decide the rest as quiet — a long gap costs rows, not a table
+    last = state.cycle if len(spikes) == 0 else max(state.cycle, cycle_index(int(spikes["t"].max()), slow_clock_hz))
+    drained = last + cfg.average + 1
+    if end_cycle <= drained:
+        return _counting_step(spikes, state, cfg, slow_clock_hz, t_end_us, end_cycle)
+    counted, mid = _counting_step(spikes, state, cfg, slow_clock_hz, t_end_us, drained)
+    rest, final = _quiet_step(mid, end_cycle, slow_clock_hz)
+    return np.concatenate([counted, rest]), final
+
+
+def _is_quiet(state: ReadoutState) -> bool:
+    """Nothing counted in the open cycle nor in the boxcar's history."""
+    return state.t_first_us == NO_SPIKE_US and not state.counts.any() and not state.history.any()
 
 
 def _quiet_step(state: ReadoutState, end_cycle: int, slow_clock_hz: float) -> tuple[Decisions, ReadoutState]:

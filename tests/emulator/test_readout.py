@@ -246,3 +246,24 @@ def test_quiet_shortcut_decides_like_the_counting_step(hz: float, average: int) 
         assert len(fast) == end_cycle - state.cycle and np.array_equal(fast, slow)
         assert_same_state(fast_state, slow_state)
         state = fast_state
+
+
+@pytest.mark.parametrize("average", [1, 16, 32])
+def test_a_long_gap_after_spikes_decides_like_the_dense_count(average: int) -> None:
+    """Counting stops ``average`` + 1 cycles after the last spike and the rest is decided as quiet:
+    the same decisions and state as counting every cycle of the gap."""
+    from emulator.readout import _counting_step
+
+    hz = 1000.0
+    cfg = ReadoutConfig(address_mode=3, average=average, threshold=0)
+    rows = [(t, c, 0, 0) for t, c in ((1_200, 2), (1_900, 2), (2_500, 5), (40_000, 5))]
+    state = new_readout_state(cfg, hz, 1_000)
+    state = readout_step(spikes(rows[:2]), state, cfg, hz, 2_000)[1]
+    assert state.history.any() or state.counts.any()  # not the quiet shortcut's case
+    for batch, t_end in ((rows[2:], 900_000), ([], 5_000_000)):
+        end_cycle = cycle_index(t_end, hz)
+        got, got_state = readout_step(spikes(batch), state, cfg, hz, t_end)
+        want, want_state = _counting_step(spikes(batch), state, cfg, hz, t_end, end_cycle)
+        assert np.array_equal(got, want) and len(got) == end_cycle - state.cycle
+        assert_same_state(got_state, want_state)
+        state = got_state
