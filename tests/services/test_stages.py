@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import pytest
@@ -107,10 +107,10 @@ def _online(config: ChipConfig, windows: Sequence[Events], mask_ratio: float = 0
     for i, msg in enumerate(_raw(windows)):
         for filtered in run.filter.handle(msg, out):
             sent = run.chip.handle(filtered, out)
-            batch = _only(SpikeBatch, sent) if sent else None
-            run.sent.append(batch)
+            assert all(isinstance(m, SpikeBatch) for m in sent) and len(sent) <= 3  # (+2 on a restart)
+            run.sent.append(cast(SpikeBatch, sent[-1]) if sent else None)
             run.t_last.append(int(filtered.events["t"][-1]))
-            if batch is not None:
+            for batch in sent:
                 new = [_only(Prediction, [p]) for p in run.readout.handle(batch, out)]
                 run.predictions += new
                 run.emitted_by += [i] * len(new)
@@ -283,6 +283,26 @@ def test_readout_restarts_when_time_goes_back(config: ChipConfig) -> None:
     assert stage.telemetry()[0][TIME_RESETS] == 1
     assert again == first == [(p.class_id, p.t_end_us) for p in online.predictions]
     assert len(first) > 0
+
+
+def test_the_readout_sees_a_restart_inside_a_quiet_spell(config: ChipConfig) -> None:
+    """The chip left the readout behind during a quiet spell; time then restarts at a moment inside
+    that spell (after what the readout last saw: the chip sends it one quiet batch per 0.1 s). The chip brings the readout up to date first, so it
+    restarts too, and predicts on the new stream what fresh stages predict."""
+    gesture = _head(synthetic_events(seed=0), 1_000_000)
+    t0, t_end = int(gesture["t"][0]), int(gesture["t"][-1])
+    t = np.arange(t_end + 1000, t_end + 3_000_000, 1000)
+    first = concat_events([gesture, make_events(t, np.zeros(len(t), int), np.zeros(len(t), int), np.ones(len(t), int))])
+    again = gesture.copy()  # restarts 0.5 ms before the spell's end: after the last batch the readout got
+    again["t"] += np.uint64(int(first["t"][-1]) - 500 - t0)
+    before = _windows(first)
+    both = _online(config, [*before, *_windows(again)])
+    alone = _online(config, _windows(again))
+    assert both.chip.telemetry()[0][TIME_RESETS] == 1
+    assert both.readout.telemetry()[0][TIME_RESETS] == 1
+    after = [p for p, i in zip(both.predictions, both.emitted_by, strict=True) if i >= len(before)]
+    restarted = [(p.class_id, p.t_end_us) for p in after]
+    assert restarted == [(p.class_id, p.t_end_us) for p in alone.predictions] and restarted
 
 
 def test_filter_and_chip_restart_when_time_goes_back(config: ChipConfig) -> None:
