@@ -150,9 +150,7 @@ def shifted(frames: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
 
 def _penalty_weights(model: SpeckNet, penalty: Penalty) -> dict[str, Any]:
     """The spike penalty's per-layer weights ``w_l`` and normaliser ``Σ_l N_l·w_l`` (module docstring)."""
-    weights = [1.0] * len(model.neurons_per_layer()) if penalty == "spikes" else model.spike_energy_j()
-    scale = max(weights)  # keep the penalty's size comparable to NASFR's
-    w = [x / scale for x in weights]
+    w = [1.0] * len(model.neurons_per_layer()) if penalty == "spikes" else model.spike_energy_j()
     return {"spike_weights": w, "neurons": sum(n * x for n, x in zip(model.neurons_per_layer(), w, strict=True))}
 
 

@@ -156,18 +156,21 @@ def test_engine_matches_reference_spike_for_spike(seed: int) -> None:
     assert np.array_equal(s.v, state.v) and s.ticks == state.ticks
 
 
-@pytest.mark.parametrize("seed", range(0, N_CONFIGS, 7))
-def test_without_monitor_rows_only_the_readout_rows_remain(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    config = random_config(rng)
-    events = random_events(rng, config)
-    params = build_params(config)
-    full_state, full, full_counts = step(init_state(params), events, params)
-    quiet_state, quiet, quiet_counts = step(init_state(params), events, params._replace(monitor=False))
-    assert _rows(quiet) == _rows(full[full["layer"] == READOUT_ADDRESS])
-    assert np.array_equal(quiet_state.v, full_state.v) and quiet_state.ticks == full_state.ticks
-    for name in ("synops", "neuron_updates", "spikes", "routed", "dropped"):
-        assert np.array_equal(getattr(quiet_counts, name), getattr(full_counts, name)), name
+def test_without_monitor_rows_only_the_readout_rows_remain() -> None:
+    readout_rows = 0
+    for seed in range(N_CONFIGS):
+        rng = np.random.default_rng(seed)
+        config = random_config(rng)
+        events = random_events(rng, config)
+        params = build_params(config)
+        full_state, full, full_counts = step(init_state(params), events, params)
+        quiet_state, quiet, quiet_counts = step(init_state(params), events, params._replace(monitor=False))
+        assert _rows(quiet) == _rows(full[full["layer"] == READOUT_ADDRESS]), seed
+        assert np.array_equal(quiet_state.v, full_state.v) and quiet_state.ticks == full_state.ticks
+        for name in ("synops", "neuron_updates", "spikes", "routed", "dropped"):
+            assert np.array_equal(getattr(quiet_counts, name), getattr(full_counts, name)), (seed, name)
+        readout_rows += len(quiet)
+    assert readout_rows > 100  # many configs route to the readout: the comparison is not of empties
 
 
 def test_random_configs_cover_every_feature() -> None:

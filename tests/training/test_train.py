@@ -175,6 +175,18 @@ def test_spike_energy_is_a_routed_spike_plus_the_synops_it_triggers() -> None:
     assert energy == pytest.approx([routed + f * per_synop for f in fan_out])
 
 
+def test_the_energy_penalty_weighs_each_layer_by_its_spike_energy() -> None:
+    from training.train import _penalty_weights
+
+    model = speck_net()
+    energy, spikes = _penalty_weights(model, "energy"), _penalty_weights(model, "spikes")
+    assert energy["spike_weights"] == model.spike_energy_j() and spikes["spike_weights"] == [1.0] * 5
+    assert spikes["neurons"] == sum(model.neurons_per_layer())  # NASFR's denominator
+    assert energy["neurons"] == pytest.approx(
+        sum(n * w for n, w in zip(model.neurons_per_layer(), model.spike_energy_j()))
+    )
+
+
 def test_penalty_must_be_known(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="penalty"):
         train(
