@@ -20,8 +20,9 @@ The model, once (states and weights are integers; times in µs):
   on every neuron and never fires (:data:`LEAK_TICK_FIRES`).
 
 Outputs: one ``SPIKE_DTYPE`` array in emission order holding both every core spike (monitor rows,
-unless ``EngineParams.monitor`` is off) and every spike routed to the readout (after pooling and shift). Every output carries the ``t`` of
-the input event that caused it (latency is another module's job).
+unless ``EngineParams.monitor`` is off) and every spike routed to the readout (after pooling and
+shift). Every output carries the ``t`` of the input event that caused it (latency is another
+module's job).
 """
 
 from __future__ import annotations

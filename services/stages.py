@@ -89,14 +89,14 @@ class ChipStage:
     def handle(self, msg: Message, out: Outbox) -> Sequence[Message]:
         if not isinstance(msg, EventBatch) or len(msg.events) == 0:
             return ()
-        flush: tuple[SpikeBatch, ...] = ()
+        restart: tuple[SpikeBatch, ...] = ()
         t0, t1 = int(msg.events["t"][0]), int(msg.events["t"][-1])
         if self.engine is None or self.mask is None or t0 < self.t_last_us:
             if self.engine is not None:  # event time went back (the sensor restarted)
                 self.resets += 1
                 self.model_s_before += self._model_s()
                 self.energy.restart()
-                flush = self._restart_readout(t0, out, msg.origin_ns)
+                restart = self._restart_readout(t0, out, msg.origin_ns)
             self._start(t0)
         assert self.engine is not None and self.mask is not None
         self.mask, kept, mc = mask_step(self.mask, msg.events, self.mask_params, self.scorer)
@@ -112,8 +112,8 @@ class ChipStage:
         self.energy.add(joules, t0, t1)
         readout_spikes = spikes[spikes["layer"] == READOUT_ADDRESS]
         if not self._readout_needs(readout_spikes, t1):
-            return flush
-        return (*flush, self._to_readout(stamp(readout_spikes, self.params), t1, out, msg.origin_ns))
+            return restart
+        return (*restart, self._to_readout(stamp(readout_spikes, self.params), t1, out, msg.origin_ns))
 
     def _to_readout(self, spikes: Spikes, t1: int, out: Outbox, origin_ns: int) -> SpikeBatch:
         # a later input (≥ t1) reaches the readout at ≥ t1 + delay: complete up to there
