@@ -143,17 +143,39 @@ SURROGATE_CODES: dict[Surrogate, int] = {PeriodicExponential: 0, SingleExponenti
 """The kernels' numbering of the surrogates."""
 
 
+_EXP2_NEG = np.array([2.0**-i for i in range(150)], np.float32)
+"""``2^−i``: the integer part of :func:`_exp`, looked up (down to float32's smallest subnormal)."""
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _exp(x):  # type: ignore[no-untyped-def]
+    """``e^x`` for ``x ≤ 0`` in float32 (relative error < 4e-6; < 2e-6 for x ≥ −20), as a polynomial the
+    loop vectorises: numba's scalar ``exp`` call made the backward kernel 3.5× slower. ``x = (k + f)/log₂e``,
+    ``k`` an integer, ``|f| ≤ ½``; ``2^f`` by Cephes' exp2f polynomial."""
+    z = max(x, np.float32(-103.0)) * np.float32(1.4426950408889634)
+    k = math.floor(z + np.float32(0.5))
+    f = z - k
+    p = np.float32(1.535336188319500e-4)
+    p = p * f + np.float32(1.339887440266574e-3)
+    p = p * f + np.float32(9.618437357674640e-3)
+    p = p * f + np.float32(5.550332471162809e-2)
+    p = p * f + np.float32(2.402264791363012e-1)
+    p = p * f + np.float32(6.931472028550421e-1)
+    p = p * f + np.float32(1.0)
+    return p * _EXP2_NEG[min(int(-k), 149)]
+
+
 @numba.njit(cache=True, inline="always", fastmath=True)
 def _derivative(u, kind, width):  # type: ignore[no-untyped-def]
     """``∂s/∂u`` of surrogate ``kind`` (:data:`SURROGATE_CODES`) in float32, as the classes' ``derivative``."""
     half, one = np.float32(0.5), np.float32(1.0)
     if kind == 0:
         p = u - half
-        if u >= one:
-            p = p - np.float32(math.floor(p))
-        return np.float32(math.exp(-abs(p - half) / width))
+        wrapped = p - np.float32(math.floor(p))  # branch-free, so that the loop vectorises
+        p = wrapped if u >= one else p
+        return _exp(-abs(p - half) / width)
     if kind == 1:
-        return np.float32(math.exp(-abs(u - one) / width)) / width
+        return _exp(-abs(u - one) / width) / width
     return (one if abs(u - one) < width * half else np.float32(0.0)) / width
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from training.neurons import IF, LIF, MIF, PeriodicExponential, SingleExponential, SpikingNeuron
+from training.neurons import IF, LIF, MIF, PeriodicExponential, SingleExponential, SpikingNeuron, _exp
 
 
 def _run(neuron: SpikingNeuron, inputs: list[float]) -> list[float]:
@@ -83,3 +84,13 @@ def test_channels_last_input_gives_the_same_spikes_and_gradients() -> None:
     assert torch.equal(s, s_cl)
     assert x.grad is not None and x_cl.grad is not None
     torch.testing.assert_close(x.grad, x_cl.grad)
+
+
+def test_the_kernels_exp_is_float32_accurate_down_to_underflow() -> None:
+    x = -np.concatenate([np.linspace(0, 20, 2001), np.linspace(20, 87, 2001), [103.0, 500.0]]).astype(np.float32)
+    got = np.array([_exp(v) for v in x], np.float64)
+    want = np.exp(x.astype(np.float64))
+    normal = x > -87
+    assert np.max(np.abs(got[normal] - want[normal]) / want[normal]) < 4e-6
+    assert np.max(np.abs(got[x >= -20] - want[x >= -20]) / want[x >= -20]) < 2e-6
+    assert (got[~normal] < 1e-37).all() and (got >= 0).all()
