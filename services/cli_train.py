@@ -41,11 +41,15 @@ CHECKPOINT = "model.pt"
 DEFAULT_TRAINING = {"epochs": 25, "lr": 2e-3, "batch_size": 32, "seed": 0, "shift": 3}
 DEFAULT_FINETUNE = {
     "epochs": 6, "lr": 1e-3, "keep_target": 0.5, "sparse_epochs": 7, "sparse_lr": 5e-4, "spike_penalty": 0.06,
-    "penalty": "energy",
+    "penalty": "energy", "polish_epochs": 2, "polish_substeps": 3, "polish_lr": 5e-4, "polish_sparse_lr": 2e-4,
 }  # fmt: skip
 """make-defaults: the dynamic net starts from the trained vanilla, trains ``epochs`` on masked input with its
 mask scorer steered to pass ``keep_target`` of the input events, then ``sparse_epochs`` more at ``sparse_lr``
-with ``spike_penalty`` (weighing each layer's spikes by their energy) and the scorer frozen."""
+with ``spike_penalty`` (weighing each layer's spikes by their energy) and the scorer frozen. Each net ends
+with ``polish_epochs`` on ``polish_substeps`` substeps (10 ms neuron steps; the vanilla at ``polish_lr``,
+the dynamic net at ``polish_sparse_lr`` with its penalty), and the dynamic net starts from the polished
+vanilla: on the chip the vanilla went from 94.3 % to 96.0 % with them (2 more 30 ms epochs: 94.9 %),
+the dynamic net from 94.3 % to 95.2 %."""
 CHIP_NET = {"batch_norm": False, "threshold_low": -1.0, "layer_attention": "none"}
 """Trained as the chip runs it: no BatchNorm (folded biases forced an 8-bit bias scale that rounded
 93 % of fc1's weights to 0; chip accuracy 54 % vs 97 % float), the membrane clamped at −θ as export
@@ -105,7 +109,7 @@ def frame_set(samples: list[Any], spec: InputSpec) -> tuple[Any, Any]:
 
     from training.data import frames
 
-    x = np.stack([frames(s.events, spec, 0) for s in samples]) if samples else np.zeros((0, spec.steps, *spec.shape))
+    x = np.stack([frames(s.events, spec, 0) for s in samples]) if samples else np.zeros((0, spec.model_steps, *spec.shape))
     return torch.tensor(x, dtype=torch.float32), torch.tensor([s.label for s in samples], dtype=torch.long)
 
 
@@ -136,12 +140,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from training.train import evaluate_float, train
 
-    spec = InputSpec()
+    spec = InputSpec(substeps=args.substeps)
     split = load_split(args.data, spec)
     (xt, yt), (xv, yv), (xs, ys) = (frame_set(p, spec) for p in (split.train, split.val, split.test))
     print(f"{len(yt)} training, {len(yv)} validation, {len(ys)} test windows; {len(split.labels)} classes",
           file=sys.stderr)  # fmt: skip
-    net = build_net(args.arch, args.model, len(split.labels))
+    net = build_net(args.arch, args.model, len(split.labels), substeps=args.substeps)
     if args.init:
         init_from(net, Path(args.init))
     if args.freeze_mask:
@@ -213,7 +217,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     net, state = load_net(Path(args.checkpoint))
     saved = state["input_spec"]
-    spec = InputSpec(tuple(saved["sensor"]), saved["downsample"], saved["dt_us"], saved["steps"])  # type: ignore[arg-type]
+    spec = InputSpec(tuple(saved["sensor"]), saved["downsample"], saved["dt_us"], saved["steps"],  # type: ignore[arg-type]
+                     saved.get("substeps", 1))  # fmt: skip
     result = export(net.speck_layers(), spec, state["labels"])
     scorer = net.input_scorer_weights()
     meta: dict[str, Any] = {
@@ -225,7 +230,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.check_data:
         split = load_split(args.check_data, spec)
         frames, _ = frame_set(split.test[: args.check_samples], spec)
-        agree = float_vs_quantised(net.speck_layers(), result, frames.numpy(), spec.dt_us).agreement
+        agree = float_vs_quantised(net.speck_layers(), result, frames.numpy(), spec.step_us).agreement
         meta["float_vs_quantised_agreement"] = agree
     save_model(result, args.output, scorer, meta)
     print(result.format_report())
@@ -279,9 +284,16 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
     # it settled anywhere from 26 % to 80 % between runs), then (2) with a spike penalty and the scorer
     # frozen (a penalty that reaches the scorer teaches it to keep the quiet windows, and accuracy falls).
     # The dynamic net's training time is the vanilla's plus its own.
+    # Each net ends with a polish on finer neuron steps, which sees more of the chip's event-driven firing
+    # (training/spec.py InputSpec); the dynamic net starts from the polished vanilla.
     data = ["--data", args.data]
     vanilla, dynamic = work / "vanilla", work / "dynamic"
     _main(["train", *data, "--model", "vanilla", "--out", str(vanilla), "--epochs", str(args.epochs)])
+    polish = ["--substeps", str(args.polish_substeps), "--epochs", str(args.polish_epochs)]
+    if args.polish_epochs > 0:
+        coarse, vanilla = vanilla, work / "vanilla-polished"
+        _main(["train", *data, "--model", "vanilla", "--out", str(vanilla), *polish, "--lr", str(args.polish_lr),
+               "--init", str(coarse / CHECKPOINT)])  # fmt: skip
     if args.finetune_epochs > 0:
         keep = ["--keep-target", str(args.keep_target)] if args.keep_target is not None else []
         _main(["train", *data, "--model", "dynamic", "--out", str(dynamic), "--epochs", str(args.finetune_epochs),
@@ -294,6 +306,11 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
                "--lr", str(args.sparse_lr), "--spike-penalty", str(args.spike_penalty), "--penalty", args.penalty,
                "--freeze-mask", "--init", str(dynamic / CHECKPOINT)])  # fmt: skip
         dynamic = sparse
+    if args.polish_epochs > 0:
+        coarse, dynamic = dynamic, work / "dynamic-polished"
+        sparse_args = ["--spike-penalty", str(args.spike_penalty), "--penalty", args.penalty, "--freeze-mask"]
+        _main(["train", *data, "--model", "dynamic", "--out", str(dynamic), *polish, "--lr", str(args.polish_sparse_lr),
+               *(sparse_args if args.sparse_epochs > 0 else []), "--init", str(coarse / CHECKPOINT)])  # fmt: skip
     for variant, run in (("vanilla", vanilla), ("dynamic", dynamic)):
         _main(["export", str(run / CHECKPOINT), "-o", str(out / f"default-{variant}.json"), "--check-data", args.data])
     # the recording: one held-out subject performing each gesture once, 0.6 s each
@@ -373,6 +390,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=DEFAULT_TRAINING["shift"],
         help="augmentation: random shift of each sample by up to N input pixels (default %(default)s)",
     )
+    p.add_argument("--substeps", type=int, default=1, metavar="K",
+                   help="split each 30 ms input step into K for the neurons (the input mask still decides per 30 ms): "
+                   "closer to the chip's event-driven neurons, about K× slower (default %(default)s)")  # fmt: skip
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
     p.add_argument("--init", metavar="CHECKPOINT",
@@ -441,4 +461,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--spike-penalty", type=float, default=DEFAULT_FINETUNE["spike_penalty"])
     p.add_argument("--penalty", choices=("spikes", "energy"), default=DEFAULT_FINETUNE["penalty"],
                    help="what the sparse epochs' penalty weighs (train --penalty; default %(default)s)")  # fmt: skip
+    p.add_argument("--polish-epochs", type=int, default=DEFAULT_FINETUNE["polish_epochs"],
+                   help="each net's last epochs, on --polish-substeps neuron steps per 30 ms (the dynamic net's "
+                   "with its spike penalty); 0 = none (default %(default)s)")  # fmt: skip
+    p.add_argument("--polish-substeps", type=int, default=DEFAULT_FINETUNE["polish_substeps"])
+    p.add_argument("--polish-lr", type=float, default=DEFAULT_FINETUNE["polish_lr"], help="the vanilla's polish")
+    p.add_argument("--polish-sparse-lr", type=float, default=DEFAULT_FINETUNE["polish_sparse_lr"],
+                   help="the dynamic net's polish")
     p.set_defaults(func=cmd_make_defaults)

@@ -190,19 +190,32 @@ def causal_quantile(scores: Tensor, history: int, mask_ratio: float) -> Tensor:
 
 
 class InputTemporalMask(nn.Module):
-    """The causal TA input mask (module docstring): frames ``[B, T, C, H, W]`` in, masked frames out."""
+    """The causal TA input mask (module docstring): frames ``[B, T, C, H, W]`` in, masked frames out.
+    With ``substeps`` k > 1 the frames are ``[B, T·k, C, H, W]`` and the mask scores and keeps every k
+    of them together, as one of the chip's windows (``scores`` and ``keep`` are then per window)."""
 
-    def __init__(self, history: int = 16, reduction: int = 4, mask_ratio: float = 0.5):
+    def __init__(self, history: int = 16, reduction: int = 4, mask_ratio: float = 0.5, substeps: int = 1):
         super().__init__()
         if history < 1:
             raise ValueError(f"history: must be ≥ 1, got {history}")
         if not 0.0 <= mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio: must be in [0, 1], got {mask_ratio}")
-        self.history, self.mask_ratio = history, mask_ratio
+        if substeps < 1:
+            raise ValueError(f"substeps: must be ≥ 1, got {substeps}")
+        self.history, self.mask_ratio, self.substeps = history, mask_ratio, substeps
         self.mlp = SharedMLP(history, reduction)
 
+    def windows(self, x: Tensor) -> Tensor:
+        """``[B, T, C, H, W]``: the frames summed per window of ``substeps``."""
+        if self.substeps == 1:
+            return x
+        if x.shape[1] % self.substeps:
+            raise ValueError(f"input: {x.shape[1]} steps is not a multiple of substeps={self.substeps}")
+        return x.unflatten(1, (x.shape[1] // self.substeps, self.substeps)).sum(2)
+
     def scores(self, x: Tensor) -> Tensor:
-        """``[B, T]``: each step's score from the features of the ``H`` frames before it."""
+        """``[B, T]``: each window's score from the features of the ``H`` windows before it."""
+        x = self.windows(x)
         feats = frame_features(x)
         padded = torch.cat([feats.new_zeros(feats.shape[0], self.history, 2), feats], dim=1)
         hist = padded.unfold(1, self.history, 1)[:, : x.shape[1]]  # [B, T, 2, H], oldest first
@@ -223,8 +236,10 @@ class InputTemporalMask(nn.Module):
         kept = causal_keep(s.detach(), self.history, self.mask_ratio, q.detach()).to(x.dtype)
         margin = s - q
         m = kept + margin - margin.detach()
-        events = x.detach().flatten(2).sum(2)  # [B, T] input per frame
+        events = self.windows(x.detach()).flatten(2).sum(2)  # [B, T] input per window
         self.kept_input = ((m * events).sum(1) / events.sum(1).clamp(min=1.0)).mean()
+        if self.substeps > 1:
+            m = m.repeat_interleave(self.substeps, dim=1)
         return x * m[:, :, None, None, None]
 
     def scorer_weights(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

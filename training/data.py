@@ -62,15 +62,15 @@ class Sample:
 
 
 def frames(events: Events, spec: InputSpec, t_start_us: int) -> npt.NDArray[np.float32]:
-    """Event counts ``(steps, 2, H, W)`` per ``dt_us`` bin from ``t_start_us``, pooled by ``downsample``."""
+    """Event counts ``(model_steps, 2, H, W)`` per ``step_us`` bin from ``t_start_us``, pooled by ``downsample``."""
     c, h, w = spec.shape
-    ds = spec.downsample
+    ds, n = spec.downsample, spec.model_steps
     t = events["t"].astype(np.int64) - int(t_start_us)
     y, x = events["y"].astype(np.int64) // ds, events["x"].astype(np.int64) // ds
     keep = (t >= 0) & (t < spec.steps * spec.dt_us) & (x < w) & (y < h)
-    index = (((t[keep] // spec.dt_us) * c + events["p"][keep]) * h + y[keep]) * w + x[keep]
-    counts = np.bincount(index, minlength=spec.steps * c * h * w)
-    return counts.reshape(spec.steps, c, h, w).astype(np.float32)
+    index = (((t[keep] // spec.step_us) * c + events["p"][keep]) * h + y[keep]) * w + x[keep]
+    counts = np.bincount(index, minlength=n * c * h * w)
+    return counts.reshape(n, c, h, w).astype(np.float32)
 
 
 def _span(events: Events, t0: int, t1: int) -> Events:

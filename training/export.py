@@ -13,7 +13,7 @@ Quantisation (speck-hardware.md §6), per layer. For a tensor with min ``m``, ma
   weights would round to 0 (the pitfall of §6). The chip clamps the membrane at ``threshold_low``.
 * The state's own scale is ∞: exported layers start from zero membranes (no ``initial_state``).
 * ``round`` is numpy's (half to even, like torch's); values are clipped to the bit width after it.
-* **Bias** (:data:`BIAS_PER_TICK`): a float model adds ``bias`` once per time step (``dt_us``); the
+* **Bias** (:data:`BIAS_PER_TICK`): a float model adds ``bias`` once per time step (``step_us``); the
   chip's leak adds ``bias`` once per slow-clock tick, so the exported value is the per-step bias × the
   ticks per step ⁻¹. Its scale is computed, as sinabs does, on the per-step bias. ``leak`` is on iff
   any exported bias is non-zero; biases that round to 0 are reported.
@@ -242,7 +242,7 @@ def export(
         raise ValueError(f"weight_bits {weight_bits} / state_bits {state_bits}: at most {WEIGHT_BITS} / {STATE_BITS}")
     _check_chain(layers, input_spec, labels)
     readout = len(labels) <= MAX_LABELS
-    ticks_per_step = input_spec.dt_us * slow_clock_hz / 1e6
+    ticks_per_step = input_spec.step_us * slow_clock_hz / 1e6
     try:
         pairs = [
             quantise_layer(spec, _destinations(i, layers, readout), ticks_per_step, (weight_bits, state_bits))

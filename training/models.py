@@ -87,11 +87,18 @@ class NetConfig:
     keep_ratio: float = 0.5
     input_mask_ratio: float | None = None
     mask_history: int = 16
+    substeps: int = 1
+    """Neuron steps per input step (``InputSpec.substeps``): the input is ``[B, steps·substeps, C, H, W]``;
+    the input mask decides per ``substeps`` of them."""
     shapes: tuple[tuple[int, int, int], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.layers) <= SPECK_CORES:
             raise ValueError(f"layers: 1 to {SPECK_CORES} cores, got {len(self.layers)}")
+        if self.substeps < 1:
+            raise ValueError(f"substeps: must be ≥ 1, got {self.substeps}")
+        if self.substeps > 1 and self.layer_attention != "none":
+            raise ValueError("substeps > 1: layer attention weighs whole input steps; use layer_attention='none'")
         shapes = [self.input_shape]
         for plan in self.layers:
             shapes.append(_check_layer(plan, shapes[-1]))
@@ -183,7 +190,10 @@ class SpeckNet(nn.Module):
             SpikingLayer(plan, shape[0], config) for plan, shape in zip(config.layers, config.shapes, strict=False)
         )
         ratio = config.input_mask_ratio
-        self.input_mask = None if ratio is None else InputTemporalMask(config.mask_history, mask_ratio=ratio)
+        self.input_mask = (
+            None if ratio is None
+            else InputTemporalMask(config.mask_history, mask_ratio=ratio, substeps=config.substeps)
+        )
 
     def spiking_layers(self) -> list[SpikingLayer]:
         """The layers, typed."""

@@ -50,12 +50,33 @@ class SpeckLayerSpec:
 class InputSpec:
     """How events become the model's input: the chip's DVS layer pools ``downsample`` × ``downsample``
     pixels of a ``sensor`` (width, height) array into one, keeping both polarities as 2 channels; a
-    time-stepped model sees counts per ``dt_us`` bin, ``steps`` bins per sample."""
+    time-stepped model sees counts per ``dt_us`` bin, ``steps`` bins per sample.
+
+    ``substeps`` k > 1 splits every bin into k equal ones for the neurons (``model_steps`` = k·steps bins of
+    ``step_us``) while the input mask, the loss and the firing rates still count ``dt_us`` steps. Finer
+    steps bring the time-stepped model closer to the chip's event-driven neurons, which fire the moment
+    an event lifts them over threshold and at most once per event: the bundled vanilla net scored
+    95.5 % float at 30 ms steps, 94.9 % at 10 ms, 94.6 % at 3 ms, and 94.3 % on the emulated chip."""
 
     sensor: tuple[int, int] = (128, 128)
     downsample: int = 4
     dt_us: int = 30_000
     steps: int = 20
+    substeps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.substeps < 1 or self.dt_us % self.substeps:
+            raise ValueError(f"substeps: must be ≥ 1 and divide dt_us ({self.dt_us}), got {self.substeps}")
+
+    @property
+    def model_steps(self) -> int:
+        """Bins per sample as the neurons step them."""
+        return self.steps * self.substeps
+
+    @property
+    def step_us(self) -> int:
+        """One neuron step (µs)."""
+        return self.dt_us // self.substeps
 
     @property
     def shape(self) -> tuple[int, int, int]:

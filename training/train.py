@@ -45,6 +45,7 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
+from training.malloc import retain_freed_memory
 from training.models import SpeckNet
 
 Loss = Literal["mse", "ce"]
@@ -116,8 +117,16 @@ def evaluate_float(model: SpeckNet, dataset: FrameSet, batch_size: int = 64) -> 
         correct += int((out.scores.argmax(1) == labels[i : i + batch_size]).sum())
         spikes += float(out.layer_spikes.sum())
     model.train(was_training)
-    n, steps = len(frames), frames.shape[1]
+    n, steps = len(frames), input_steps(model, frames)
     return EvalResult(correct / n, spikes / n, spikes / (n * steps * sum(model.neurons_per_layer())))
+
+
+def input_steps(model: SpeckNet, frames: Tensor) -> int:
+    """``T``: the input steps of ``frames`` ``[N, T·substeps, ...]``, which the loss and the rates count."""
+    k = model.config.substeps
+    if frames.shape[1] % k:
+        raise ValueError(f"frames: {frames.shape[1]} steps is not a multiple of the net's substeps={k}")
+    return frames.shape[1] // k
 
 
 def bf16_helps() -> bool:
@@ -163,6 +172,7 @@ def _run_epoch(
 ) -> tuple[float, float]:
     """One pass in ``order``; returns (mean loss, accuracy)."""
     frames, labels = data
+    steps = input_steps(model, frames)
     model.train()
     total_loss, correct = 0.0, 0
     batches = range(0, len(order), config["batch_size"])
@@ -173,12 +183,12 @@ def _run_epoch(
         idx = order[i : i + config["batch_size"]]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(config.get("bf16"))):
             out = model(shifted(frames[idx], shift, gen) if shift else frames[idx])
-        loss = loss_fn(out.scores.float(), labels[idx], frames.shape[1], config["loss"])
+        loss = loss_fn(out.scores.float(), labels[idx], steps, config["loss"])
         if config.get("keep_target") is not None and model.input_mask is not None:  # pin the kept input
             loss = loss + (model.input_mask.kept_input - config["keep_target"]) ** 2
         if config.get("spike_penalty"):  # λ × the batch's (energy-weighted) firing rate: less power on the chip
             weights = torch.tensor(config["spike_weights"])  # per layer: 1 (NASFR) or a spike's energy
-            rate = (out.layer_spikes * weights).sum() / (len(idx) * frames.shape[1] * config["neurons"])
+            rate = (out.layer_spikes * weights).sum() / (len(idx) * steps * config["neurons"])
             loss = loss + config["spike_penalty"] * rate
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -218,6 +228,7 @@ def train(
     if penalty not in ("spikes", "energy"):
         raise ValueError(f"penalty: 'spikes' or 'energy', got {penalty!r}")
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    retain_freed_memory()  # every batch re-faulted its big tensors in (training/malloc.py)
     seed_everything(seed)
     data, val = _tensors(train_set), _tensors(val_set)
     directory = Path(checkpoint_dir)

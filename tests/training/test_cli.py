@@ -126,3 +126,39 @@ def test_a_dynamic_net_starts_from_a_vanilla_run(tiny_set: Path, tmp_path: Path)
     # another architecture does not fit: refused as bad input
     assert main(["train", "--data", data, "--model", "dynamic", "--arch", "speck", "--epochs", "1",
                  "--init", str(vanilla / CHECKPOINT), "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+
+
+def test_a_run_on_substeps_keeps_them_through_export(tiny_set: Path, tmp_path: Path) -> None:
+    import torch
+
+    data, coarse, fine = f"synthetic:{tiny_set}", tmp_path / "coarse", tmp_path / "fine"
+    assert main(["train", "--data", data, "--model", "dynamic", "--arch", "small",
+                 "--epochs", "1", "--out", str(coarse)]) == 0  # fmt: skip
+    # the polish make-defaults runs: the same weights, the neurons on 10 ms steps
+    assert main(["train", "--data", data, "--model", "dynamic", "--arch", "small",
+                 "--epochs", "1", "--substeps", "3", "--init", str(coarse / CHECKPOINT), "--out", str(fine)]) == 0  # fmt: skip
+    state = torch.load(fine / CHECKPOINT, weights_only=False)
+    assert state["input_spec"]["substeps"] == 3 and state["net_config"]["substeps"] == 3
+    chip = tmp_path / "fine.json"
+    assert main(["export", str(fine / CHECKPOINT), "-o", str(chip), "--check-data", data, "--check-samples", "4"]) == 0
+    meta = json.loads(chip.with_suffix(".meta.json").read_text())["meta"]
+    assert meta["mask_window_us"] == InputSpec().dt_us  # the chip's mask still decides per 30 ms window
+    assert main(["train", "--data", data, "--substeps", "7", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_make_defaults_runs_every_stage(tiny_set: Path, tmp_path: Path) -> None:
+    """The recipe wired end to end at one epoch per stage: vanilla, its polish, the dynamic net's mask,
+    sparse and polish stages, each from the one before; both exports and the recording."""
+    import torch
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    one = ["--epochs", "1", "--finetune-epochs", "1", "--sparse-epochs", "1", "--polish-epochs", "1"]
+    assert main(["make-defaults", "--data", f"synthetic:{tiny_set}", "--work", str(work), "--out", str(out), *one]) == 0
+    chain = ["vanilla", "vanilla-polished", "dynamic", "dynamic-sparse", "dynamic-polished"]
+    states = {run: torch.load(work / run / CHECKPOINT, weights_only=False) for run in chain}
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert states[after]["init"] == str(work / before / CHECKPOINT), after
+    assert [states[r]["input_spec"]["substeps"] for r in chain] == [1, 3, 1, 1, 3]
+    meta = json.loads((out / "default-dynamic.meta.json").read_text())["meta"]
+    assert meta["input_spec"]["substeps"] == 3 and meta["mask_window_us"] == InputSpec().dt_us
+    assert (out / "default-vanilla.json").exists() and (out / "default-recording.npz").exists()

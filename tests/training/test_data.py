@@ -161,3 +161,18 @@ def test_folder_dataset_over_real_dvs128_clips(tmp_path: Path) -> None:
     cut = windows(samples, spec)
     assert len(cut) >= sum(int(e.duration_us // 1_000_000) for e in samples)
     assert frames(cut[0].events, spec, 0).sum() == len(cut[0].events)
+
+
+def test_substeps_split_each_bin_and_lose_no_event() -> None:
+    events = generate_sample(3, subjects(1, 2)[0], 300_000, seed=1)
+    coarse = frames(events, SPEC, 20_000)
+    fine = frames(events, InputSpec(downsample=4, dt_us=10_000, steps=5, substeps=5), 20_000)
+    assert fine.shape == (25, *coarse.shape[1:])
+    np.testing.assert_array_equal(fine.reshape(5, 5, *coarse.shape[1:]).sum(1), coarse)
+    assert (fine.reshape(5, 5, -1).sum(2) > 0).sum() > 5  # the events spread over the substeps
+
+
+@pytest.mark.parametrize("substeps", [0, 7])
+def test_substeps_must_divide_the_step(substeps: int) -> None:
+    with pytest.raises(ValueError, match="substeps"):
+        InputSpec(dt_us=30_000, substeps=substeps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,17 @@ def test_float_and_quantised_agree_on_random_input() -> None:
     assert cmp.agreement >= 0.9
     ratio = cmp.quantised_spikes.sum(axis=0) / cmp.float_spikes.sum(axis=0)
     assert np.all(np.abs(ratio - 1) < 0.1)
+
+
+def test_a_net_trained_on_substeps_leaks_its_bias_per_substep() -> None:
+    w = np.random.default_rng(0).uniform(-0.3, 0.5, (4, 2, 3, 3)).astype(np.float32)
+    bias = np.array([0.5, -1.0, 0.0, 2.0], np.float32)  # added once per neuron step, here dt/3
+    fine = replace(INPUT, substeps=3)
+    coarse_layer = export(two_layer_net(w, bias0=bias), INPUT, ["a", "b", "c"]).config.layers[0]
+    result = export(two_layer_net(w, bias0=bias), fine, ["a", "b", "c"])
+    layer, scale = result.config.layers[0], result.report[0].scale
+    ticks_per_substep = fine.step_us * result.config.slow_clock_hz / 1e6
+    assert fine.step_us * 3 == INPUT.dt_us
+    np.testing.assert_array_equal(layer.bias, np.round(bias.astype(np.float64) / ticks_per_substep * scale))
+    assert coarse_layer.bias is not None and layer.bias is not None
+    assert np.abs(layer.bias).sum() > np.abs(coarse_layer.bias).sum()  # the same drive in a third of the time

@@ -201,3 +201,31 @@ def test_causal_quantile_is_the_threshold_causal_keep_compares_with() -> None:
     kept = causal_keep(scores, 6, 0.5)
     assert torch.equal(kept[:, 1:], scores[:, 1:] > q[:, 1:])  # random scores: no ties
     assert torch.equal(q[:, 0], scores[:, 0]) and bool(kept[:, 0].all())  # the first step: kept, no threshold
+
+
+def test_on_substeps_the_input_mask_decides_per_window() -> None:
+    torch.manual_seed(3)
+    coarse = InputTemporalMask(history=4)
+    fine = InputTemporalMask(history=4, substeps=3)
+    fine.load_state_dict(coarse.state_dict())
+    x = (torch.rand(2, 30, 2, 8, 8) < 0.05 * torch.rand(2, 30, 1, 1, 1) * 4).float()  # 10 windows of 3
+    windows = x.unflatten(1, (10, 3)).sum(2)
+    assert torch.equal(fine.keep(x), coarse.keep(windows))
+    with torch.no_grad():
+        masked = fine(x)
+    kept = coarse.keep(windows).repeat_interleave(3, dim=1)
+    assert torch.equal(masked, x * kept[:, :, None, None, None])
+    assert 0 < kept.float().mean() < 1
+    with torch.no_grad():
+        coarse(windows)
+    assert float(fine.kept_input) == pytest.approx(float(coarse.kept_input))
+    with pytest.raises(ValueError, match="multiple of substeps"):
+        fine(x[:, :29])
+
+
+def test_substeps_need_a_net_without_layer_attention() -> None:
+    assert speck_net("dynamic", layer_attention="none", substeps=3).input_mask.substeps == 3  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="substeps"):
+        speck_net("dynamic", layer_attention="TCA", substeps=3)
+    with pytest.raises(ValueError, match="substeps"):
+        speck_net("vanilla", substeps=0)

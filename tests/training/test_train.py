@@ -198,3 +198,18 @@ def test_penalty_must_be_known(tmp_path: Path) -> None:
             progress=False,
             penalty="watts",
         )  # type: ignore[arg-type]
+
+
+def test_a_substep_net_counts_its_rates_and_loss_per_input_step(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = small_speck_net("dynamic", steps=STEPS, mask_history=4, layer_attention="none", substeps=3)
+    frames, labels = _two_classes(12, 3)
+    fine = frames.repeat_interleave(3, dim=1)  # [12, 3·STEPS, ...]
+    result = evaluate_float(model, (fine, labels), batch_size=4)
+    assert result.spikes_per_sample > 0
+    assert result.nasfr == pytest.approx(result.spikes_per_sample / (STEPS * sum(model.neurons_per_layer())))
+    trained = train(model, (fine, labels), (fine, labels), epochs=2, lr=3e-3, batch_size=4, seed=0,
+                    checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+    assert trained.epochs_completed == 2 and trained.history[-1].val.nasfr > 0
+    with pytest.raises(ValueError, match="not a multiple of"):
+        evaluate_float(model, (fine[:, :-1], labels))
