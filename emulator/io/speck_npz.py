@@ -39,7 +39,7 @@ import numpy as np
 
 from emulator.io.base import Label, Recording, RecordingError, RecordingInfo, build
 from emulator.io.npy_header import read_npy_header
-from proto.events import EVENT_DTYPE, Events
+from proto.events import EVENT_DTYPE, PADDING_MASK, Events, event_words
 
 FORMAT = "speck-npz"
 VERSION = 1
@@ -273,7 +273,9 @@ def _spool(events: Events | Iterable[Events], out: IO[bytes]) -> int:
     for chunk in chunks:
         if chunk.dtype != EVENT_DTYPE or chunk.ndim != 1:
             raise ValueError(f"events must be a 1-D array of EVENT_DTYPE, got {chunk.dtype} with shape {chunk.shape}")
-        out.write(np.ascontiguousarray(chunk).view(np.uint8).data)
+        words = event_words(np.ascontiguousarray(chunk)).copy()
+        words[:, 1] &= PADDING_MASK  # whatever memory the padding held stays out of the file: same events, same bytes
+        out.write(words.data)
         count += len(chunk)
     return count
 

@@ -168,3 +168,14 @@ def test_garbage_meta(tmp_path: Path) -> None:
 def test_events_dtype_is_the_product_dtype(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.npz", _events())
     assert np.load(path)["events"].dtype == EVENT_DTYPE
+
+
+def test_the_same_events_give_the_same_bytes_whatever_the_padding_held(tmp_path: Path) -> None:
+    clean = _events(50)
+    dirty = clean.copy()
+    dirty.view(np.uint8).reshape(-1, 16)[:, 13:] = 0xAB  # bytes 13–15: padding, e.g. left from np.empty
+    assert (dirty == clean).all() and dirty.tobytes() != clean.tobytes()
+    a = _write(tmp_path / "a.npz", clean).read_bytes()
+    b = _write(tmp_path / "b.npz", [dirty[:20], dirty[20:]]).read_bytes()
+    assert a == b
+    np.testing.assert_array_equal(read_all(tmp_path / "b.npz")[0], clean)
