@@ -25,6 +25,10 @@ turns it on where the CPU has native bf16 (:func:`bf16_helps`).
 
 Metrics (attention-snn.md): ``c(l, t, s)`` spikes of layer ``l`` at step ``t`` for sample ``s``, ``N_l``
 its neurons; NASFR ``= Σ c / (S · T · Σ_l N_l)``.
+
+Substeps: a net built with ``substeps`` k takes frames ``[N, T·k, ...]`` (``InputSpec.substeps``); the
+loss, the penalty's rate and NASFR still count the ``T`` input steps, so a net moved between step sizes
+keeps its targets (a rate of 1 = one output spike per 30 ms) and its metrics stay comparable.
 """
 
 from __future__ import annotations
