@@ -276,6 +276,7 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
     """Train, export and bundle ``default-dynamic`` and ``default-vanilla`` and the default recording."""
     from training.synthetic import Subject, generate_sample, subjects
 
+    InputSpec(substeps=args.polish_substeps)  # a bad --polish-substeps fails now, not after the vanilla's training
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work)
@@ -308,9 +309,9 @@ def cmd_make_defaults(args: argparse.Namespace) -> int:
         dynamic = sparse
     if args.polish_epochs > 0:
         coarse, dynamic = dynamic, work / "dynamic-polished"
-        sparse_args = ["--spike-penalty", str(args.spike_penalty), "--penalty", args.penalty, "--freeze-mask"]
+        sparse_args = ["--spike-penalty", str(args.spike_penalty), "--penalty", args.penalty]
         _main(["train", *data, "--model", "dynamic", "--out", str(dynamic), *polish, "--lr", str(args.polish_sparse_lr),
-               *(sparse_args if args.sparse_epochs > 0 else []), "--init", str(coarse / CHECKPOINT)])  # fmt: skip
+               *(sparse_args if args.sparse_epochs > 0 else []), "--freeze-mask", "--init", str(coarse / CHECKPOINT)])  # fmt: skip
     for variant, run in (("vanilla", vanilla), ("dynamic", dynamic)):
         _main(["export", str(run / CHECKPOINT), "-o", str(out / f"default-{variant}.json"), "--check-data", args.data])
     # the recording: one held-out subject performing each gesture once, 0.6 s each

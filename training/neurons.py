@@ -149,11 +149,11 @@ _EXP2_NEG = np.array([2.0**-i for i in range(150)], np.float32)
 
 @numba.njit(cache=True, inline="always", fastmath=True)
 def _exp(x):  # type: ignore[no-untyped-def]
-    """``e^x`` for ``x ≤ 0`` in float32 (relative error < 4e-6; < 2e-6 for x ≥ −20), as a polynomial the
+    """``e^x`` for ``x ≤ 0`` (larger x give 1) in float32 (relative error < 4e-6; < 2e-6 for x ≥ −20), as a polynomial the
     loop vectorises: numba's scalar ``exp`` call made the backward kernel 3.5× slower. ``x = (k + f)/log₂e``,
     ``k`` an integer, ``|f| ≤ ½``; ``2^f`` by Cephes' exp2f polynomial."""
-    z = max(x, np.float32(-103.0)) * np.float32(1.4426950408889634)
-    k = math.floor(z + np.float32(0.5))
+    z = min(max(x, np.float32(-103.0)), np.float32(0.0)) * np.float32(1.4426950408889634)
+    k = np.float32(math.floor(z + np.float32(0.5)))  # float32, or f and the polynomial go float64
     f = z - k
     p = np.float32(1.535336188319500e-4)
     p = p * f + np.float32(1.339887440266574e-3)
@@ -162,7 +162,7 @@ def _exp(x):  # type: ignore[no-untyped-def]
     p = p * f + np.float32(2.402264791363012e-1)
     p = p * f + np.float32(6.931472028550421e-1)
     p = p * f + np.float32(1.0)
-    return p * _EXP2_NEG[min(int(-k), 149)]
+    return p * _EXP2_NEG[max(min(int(-k), 149), 0)]
 
 
 @numba.njit(cache=True, inline="always", fastmath=True)
@@ -257,6 +257,8 @@ class SpikingNeuron(nn.Module):
             raise ValueError(f"reset: must be one of {RESETS}, got {params.reset!r}")
         if not 0.0 < params.decay <= 1.0:
             raise ValueError(f"decay: must be in (0, 1], got {params.decay}")
+        if not params.width > 0:
+            raise ValueError(f"width: the surrogate's width must be > 0, got {params.width}")
         self.params = params
         self.threshold = nn.Parameter(torch.tensor(float(threshold)), requires_grad=train_threshold)
 

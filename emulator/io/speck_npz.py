@@ -267,15 +267,21 @@ def save_recording(path: Path | str, rec: Recording) -> int:
     )
 
 
+SPOOL_EVENTS = 1 << 20
+"""Events copied at a time while zeroing their padding (16 MiB)."""
+
+
 def _spool(events: Events | Iterable[Events], out: IO[bytes]) -> int:
     chunks = [events] if isinstance(events, np.ndarray) else events
     count = 0
     for chunk in chunks:
         if chunk.dtype != EVENT_DTYPE or chunk.ndim != 1:
             raise ValueError(f"events must be a 1-D array of EVENT_DTYPE, got {chunk.dtype} with shape {chunk.shape}")
-        words = event_words(np.ascontiguousarray(chunk)).copy()
-        words[:, 1] &= PADDING_MASK  # whatever memory the padding held stays out of the file: same events, same bytes
-        out.write(words.data)
+        words = event_words(np.ascontiguousarray(chunk))
+        for i in range(0, len(words), SPOOL_EVENTS):  # a bounded copy of a big array
+            part = words[i : i + SPOOL_EVENTS].copy()
+            part[:, 1] &= PADDING_MASK  # whatever memory the padding held stays out of the file: same events, same bytes
+            out.write(part.data)
         count += len(chunk)
     return count
 

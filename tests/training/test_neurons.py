@@ -94,3 +94,9 @@ def test_the_kernels_exp_is_float32_accurate_down_to_underflow() -> None:
     assert np.max(np.abs(got[normal] - want[normal]) / want[normal]) < 4e-6
     assert np.max(np.abs(got[x >= -20] - want[x >= -20]) / want[x >= -20]) < 2e-6
     assert (got[~normal] < 1e-37).all() and (got >= 0).all()
+    assert _exp(np.float32(0.5)) == 1.0 and _exp(np.float32(200.0)) == 1.0  # outside its domain: bounded
+
+
+def test_a_surrogate_needs_a_positive_width() -> None:
+    with pytest.raises(ValueError, match="width"):
+        MIF(1.0, width=0.0)

@@ -200,7 +200,12 @@ def test_penalty_must_be_known(tmp_path: Path) -> None:
         )  # type: ignore[arg-type]
 
 
-def test_a_substep_net_counts_its_rates_and_loss_per_input_step(tmp_path: Path) -> None:
+def test_a_substep_net_counts_its_rates_and_loss_per_input_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.train as tt
+
+    seen: list[int] = []
+    loss_fn = tt.loss_fn
+    monkeypatch.setattr(tt, "loss_fn", lambda s, y, steps, kind: seen.append(steps) or loss_fn(s, y, steps, kind))
     torch.manual_seed(0)
     model = small_speck_net("dynamic", steps=STEPS, mask_history=4, layer_attention="none", substeps=3)
     frames, labels = _two_classes(12, 3)
@@ -211,5 +216,6 @@ def test_a_substep_net_counts_its_rates_and_loss_per_input_step(tmp_path: Path) 
     trained = train(model, (fine, labels), (fine, labels), epochs=2, lr=3e-3, batch_size=4, seed=0,
                     checkpoint_dir=tmp_path, progress=False)  # fmt: skip
     assert trained.epochs_completed == 2 and trained.history[-1].val.nasfr > 0
+    assert seen and set(seen) == {STEPS}  # the loss's rate is per input step, not per substep
     with pytest.raises(ValueError, match="not a multiple of"):
         evaluate_float(model, (fine[:, :-1], labels))
