@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -73,11 +73,27 @@ def frames(events: Events, spec: InputSpec, t_start_us: int) -> npt.NDArray[np.f
     return counts.reshape(n, c, h, w).astype(np.float32)
 
 
-def _span(events: Events, t0: int, t1: int) -> Events:
-    """The events with t0 <= t < t1, re-timed to start at t0 (a new array)."""
-    t = events["t"]
-    if len(t) > 1 and np.all(t[1:] >= t[:-1]):
-        part = events[np.searchsorted(t, t0) : np.searchsorted(t, t1)].copy()
+class _Times(NamedTuple):
+    """A recording's timestamps, contiguous, and whether they are in order: computed once per file,
+    not per manifest row."""
+
+    t: npt.NDArray[np.uint64]
+    ordered: bool
+
+
+def _times(events: Events) -> _Times:
+    t = np.ascontiguousarray(events["t"])
+    return _Times(t, len(t) < 2 or bool(np.all(t[1:] >= t[:-1])))
+
+
+def _span(events: Events, t0: int, t1: int, times: _Times | None = None) -> Events:
+    """The events with t0 <= t < t1, re-timed to start at t0 (a new array); ``times``: :func:`_times` of
+    ``events`` when the caller cuts many spans from it."""
+    t, ordered = times if times is not None else _times(events)
+    if ordered:
+        # uint64 needles: a Python int made numpy convert the whole haystack on every call
+        lo, hi = np.searchsorted(t, np.array([max(t0, 0), max(t1, 0)], np.uint64))
+        part = events[lo:hi].copy()
     else:
         part = events[(t >= t0) & (t < t1)].copy()
     part["t"] -= np.uint64(t0)
@@ -107,11 +123,12 @@ def folder_samples(manifest_csv: Path | str, labels: list[str] | None = None) ->
     out: list[Sample | None] = [None] * len(rows)
     for file, entries in by_file.items():
         events, _ = read_recording(path.parent / file)
+        times = _times(events)
         for i, row in entries:
             t0, t1 = _row_span(row, events)
             label = _label_index(names, row["label"], f"{path} row {i + 2}")
             subject = row.get("subject") or file
-            out[i] = Sample(_span(events, t0, t1), label, row["label"], subject, file, t1 - t0)
+            out[i] = Sample(_span(events, t0, t1, times), label, row["label"], subject, file, t1 - t0)
     return [s for s in out if s is not None]
 
 
@@ -146,18 +163,18 @@ def _raw_gesture(folder: Path, split: str) -> list[Sample]:
     out = []
     for name in (folder / TRIALS[split]).read_text().split():
         events, rec = read_recording(folder / name)
-        user = name.split("_")[0]
+        user, times = name.split("_")[0], _times(events)
         for lb in rec.info.labels:
-            out.append(_gesture_sample(events, lb, user, name))
+            out.append(_gesture_sample(events, lb, user, name, times))
     return out
 
 
-def _gesture_sample(events: Events, lb: Label, user: str, source: str) -> Sample:
+def _gesture_sample(events: Events, lb: Label, user: str, source: str, times: _Times) -> Sample:
     label = lb.label - GESTURE_FIRST_CLASS
     if not 0 <= label < len(GESTURE_LABELS):
         raise ValueError(f"{source}: class {lb.label} is outside 1–{len(GESTURE_LABELS)}")
     span = lb.t_end_us - lb.t_start_us
-    return Sample(_span(events, lb.t_start_us, lb.t_end_us), label, GESTURE_LABELS[label], user, source, span)
+    return Sample(_span(events, lb.t_start_us, lb.t_end_us, times), label, GESTURE_LABELS[label], user, source, span)
 
 
 def _tonic_gesture(folder: Path) -> list[Sample]:

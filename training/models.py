@@ -191,7 +191,8 @@ class SpeckNet(nn.Module):
         )
         ratio = config.input_mask_ratio
         self.input_mask = (
-            None if ratio is None
+            None
+            if ratio is None
             else InputTemporalMask(config.mask_history, mask_ratio=ratio, substeps=config.substeps)
         )
 

@@ -279,8 +279,9 @@ def _spool(events: Events | Iterable[Events], out: IO[bytes]) -> int:
             raise ValueError(f"events must be a 1-D array of EVENT_DTYPE, got {chunk.dtype} with shape {chunk.shape}")
         words = event_words(np.ascontiguousarray(chunk))
         for i in range(0, len(words), SPOOL_EVENTS):  # a bounded copy of a big array
+            # whatever memory the padding held stays out of the file: same events, same bytes
             part = words[i : i + SPOOL_EVENTS].copy()
-            part[:, 1] &= PADDING_MASK  # whatever memory the padding held stays out of the file: same events, same bytes
+            part[:, 1] &= PADDING_MASK
             out.write(part.data)
         count += len(chunk)
     return count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def test_make_defaults_runs_every_stage(tiny_set: Path, tmp_path: Path) -> None:
     assert main(["make-defaults", "--data", f"synthetic:{tiny_set}", "--work", str(work), "--out", str(out), *one]) == 0
     chain = ["vanilla", "vanilla-polished", "dynamic", "dynamic-sparse", "dynamic-polished"]
     states = {run: torch.load(work / run / CHECKPOINT, weights_only=False) for run in chain}
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert states[after]["init"] == str(work / before / CHECKPOINT), after
     assert [states[r]["input_spec"]["substeps"] for r in chain] == [1, 3, 1, 1, 3]
     meta = json.loads((out / "default-dynamic.meta.json").read_text())["meta"]

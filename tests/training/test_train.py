@@ -200,12 +200,19 @@ def test_penalty_must_be_known(tmp_path: Path) -> None:
         )  # type: ignore[arg-type]
 
 
-def test_a_substep_net_counts_its_rates_and_loss_per_input_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_substep_net_counts_its_rates_and_loss_per_input_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import training.train as tt
 
     seen: list[int] = []
     loss_fn = tt.loss_fn
-    monkeypatch.setattr(tt, "loss_fn", lambda s, y, steps, kind: seen.append(steps) or loss_fn(s, y, steps, kind))
+
+    def spy(scores: torch.Tensor, labels: torch.Tensor, steps: int, kind: tt.Loss) -> torch.Tensor:
+        seen.append(steps)
+        return loss_fn(scores, labels, steps, kind)
+
+    monkeypatch.setattr(tt, "loss_fn", spy)
     torch.manual_seed(0)
     model = small_speck_net("dynamic", steps=STEPS, mask_history=4, layer_attention="none", substeps=3)
     frames, labels = _two_classes(12, 3)
