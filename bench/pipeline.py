@@ -8,7 +8,9 @@ Run: ``python -m bench.pipeline [--recording FILE] [--seconds 60] [--latency-sec
    filter's ``events_in`` are shown beside it, and every ``dropped_messages`` counter must stay 0.
 2. **Latency at 1×.** ``speck-edge up`` replays the same recording in real time; a subscriber on
    ``prediction`` takes ``recv − origin`` (wall clock: the time the sensor sent the batch the
-   prediction descends from, to the time the prediction arrives) for ``--latency-seconds``.
+   prediction descends from, to the time the prediction arrives) for ``--latency-seconds``. Then
+   again with ``pipeline.realtime_priority = --realtime-priority`` (the data path under SCHED_FIFO,
+   :mod:`services.realtime`), the subscriber at the same priority where the OS permits.
 3. **Transport floor.** The same number of ZeroMQ hops through processes that only forward, messages
    1 ms and 30 ms apart: the latency no stage logic can go below on this machine.
 4. **Memory.** The summed RSS of the five service processes (``/proc/PID/status`` VmRSS) at the end
@@ -51,14 +53,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, recording: Path, lossless: bool, speed: float) -> dict[str, str]:
+def write_config(path: Path, recording: Path, lossless: bool, speed: float, realtime: int = 0) -> dict[str, str]:
     ports = {name: free_port() for name in ("sensor", "filter", "chip", "readout", "sl", "fl", "cl", "exp")}
     endpoints = {n: f"tcp://127.0.0.1:{ports[n]}" for n in ("sensor", "filter", "chip", "readout")}
     lossless_eps = {
         f"{n}_lossless": f"tcp://127.0.0.1:{ports[k]}" for n, k in (("sensor", "sl"), ("filter", "fl"), ("chip", "cl"))
     }
     lines = [
-        "[pipeline]", f"lossless = {'true' if lossless else 'false'}", "telemetry_interval_s = 1.0", "",
+        "[pipeline]", f"lossless = {'true' if lossless else 'false'}", "telemetry_interval_s = 1.0",
+        f"realtime_priority = {realtime}", "",
         "[endpoints]", *[f'{k} = "{v}"' for k, v in {**endpoints, **lossless_eps}.items()], "",
         "[sensor]", f'source = "{recording}"', f"speed = {speed}", "loop = true", "",
         "[exporter]", f"port = {ports['exp']}",
@@ -184,10 +187,26 @@ def throughput(recording: Path, seconds: float, warmup: float) -> None:
             pipe.stop()
 
 
-def latency(recording: Path, seconds: float) -> None:
+def subscribe_realtime(priority: int) -> str:
+    """Put this (the subscriber's) process under SCHED_FIFO like the data path, after the pipeline has
+    been started (its supervisor and exporter must not inherit it); how it went, in words."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        return "the subscriber under the normal scheduler (SCHED_FIFO not permitted)"
+    return "the subscriber at the same priority"
+
+
+def normal_scheduler() -> None:
+    """Back to the normal scheduler (always permitted), so later runs and their children start normal."""
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def latency(recording: Path, seconds: float, realtime: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        endpoints = write_config(Path(tmp) / "bench.toml", recording, lossless=False, speed=1.0)
+        endpoints = write_config(Path(tmp) / "bench.toml", recording, lossless=False, speed=1.0, realtime=realtime)
         pipe = Pipeline(Path(tmp) / "bench.toml", Path(tmp))
+        how = subscribe_realtime(realtime) if realtime else ""
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             pipe.wait_ready()
@@ -217,7 +236,8 @@ def latency(recording: Path, seconds: float) -> None:
             mem = pipe.memory_mb()
             cpu1, dt = pipe.cpu_s(), time.monotonic() - t0
             a = np.array(lat_ms)
-            print(f"real time (1x), {recording.name} looped, {seconds:.0f} s: {len(a)} predictions")
+            mode = f"data path SCHED_FIFO {realtime}, {how}" if realtime else "normal scheduler"
+            print(f"real time (1x), {mode}, {recording.name} looped, {seconds:.0f} s: {len(a)} predictions")
             if len(a):
                 p50, p99, p999 = np.percentile(a, [50, 99, 99.9])
                 print(
@@ -239,6 +259,8 @@ def latency(recording: Path, seconds: float) -> None:
                         f"handle p50 {med['handle_p50']:.0f} p99 {med['handle_p99']:.0f}"
                     )
             print(f"  sensor late batches: {value(seen, 'sensor', 'late_batches'):.0f}; drops: {drops(seen) or 'none'}")
+            prios = {s: int(value(seen, s, "realtime_priority")) for s in ("sensor", "filter", "chip", "readout")}
+            print(f"  SCHED_FIFO priority per service (telemetry; 0 = normal): {prios}")
             use = {k: 100 * (cpu1[k] - cpu0.get(k, 0.0)) / dt for k in cpu1}
             print(f"  CPU, % of one core: {', '.join(f'{k} {v:.0f}' for k, v in use.items())}; "
                   f"all {sum(use.values()):.0f} of {100 * (os.cpu_count() or 1)}")  # fmt: skip
@@ -248,6 +270,7 @@ def latency(recording: Path, seconds: float) -> None:
         finally:
             ctx.term()
             pipe.stop()
+            normal_scheduler()
 
 
 FLOOR_HOPS = 4
@@ -320,6 +343,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="lossless measurement (default 60)")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--realtime-priority", type=int, default=10,
+        help="the latency run is repeated with pipeline.realtime_priority = this (0: only the normal run)",
+    )  # fmt: skip
     parser.add_argument("--skip", choices=("throughput", "latency", "floor"), action="append", default=[])
     args = parser.parse_args()
     if not args.recording.exists():
@@ -328,6 +355,8 @@ def main() -> None:
         throughput(args.recording, args.seconds, args.warmup)
     if "latency" not in args.skip:
         latency(args.recording, args.latency_seconds)
+        if args.realtime_priority:
+            latency(args.recording, args.latency_seconds, args.realtime_priority)
     if "floor" not in args.skip:
         transport_floor()
 

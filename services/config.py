@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from proto.topics import ENDPOINTS
+from services.realtime import check_priority
 
 ENV_PREFIX = "SPECK_EDGE__"
 
@@ -48,6 +49,9 @@ class PipelineSettings:
     bind_host: str = ""
     """Bind every socket on this host instead of the endpoint's (e.g. ``*`` in containers, where the
     endpoints name other containers: ``tcp://sensor:7711``); empty = bind the endpoint as written."""
+    realtime_priority: int = 0
+    """``SCHED_FIFO`` priority (1–99) of the data path (sensor, filter, chip, readout) in real-time
+    mode; 0 = the normal scheduler (:mod:`services.realtime`)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,20 @@ def _typed(source: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
+RANGE_CHECKS: Mapping[str, Callable[[Any], Any]] = {"pipeline.realtime_priority": check_priority}
+"""Keys whose values have a range: ``section.key`` → a check that raises ``ValueError``."""
+
+
+def _checked(source: str, key: str, value: Any) -> Any:
+    check = RANGE_CHECKS.get(key)
+    if check is not None:
+        try:
+            check(value)
+        except ValueError as e:
+            raise SettingsError(source, key, str(e)) from None
+    return value
+
+
 def _apply(settings: Settings, source: str, doc: Mapping[str, Any]) -> Settings:
     for section, body in doc.items():
         if section not in {f.name for f in fields(Settings)}:
@@ -129,7 +147,9 @@ def _apply(settings: Settings, source: str, doc: Mapping[str, Any]) -> Settings:
         for key, value in body.items():
             if key not in names:
                 raise SettingsError(source, f"{section}.{key}", f"unknown key; keys: {', '.join(sorted(names))}")
-            changes[key] = _typed(source, f"{section}.{key}", value, getattr(current, key))
+            changes[key] = _checked(
+                source, f"{section}.{key}", _typed(source, f"{section}.{key}", value, getattr(current, key))
+            )
         settings = replace(settings, **{section: replace(current, **changes)})
     return settings
 

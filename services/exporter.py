@@ -221,6 +221,15 @@ class ExporterCollector(Collector):
             if t.UPTIME_S in msg.values:
                 g.add_metric([service], msg.values[t.UPTIME_S])
         yield g
+        g = GaugeMetricFamily(
+            "speck_service_realtime_priority",
+            "SCHED_FIFO priority the service runs at; 0 = the normal scheduler",
+            labels=["service"],
+        )
+        for service, msg in live.items():
+            if t.REALTIME_PRIORITY in msg.values:
+                g.add_metric([service], msg.values[t.REALTIME_PRIORITY])
+        yield g
         c = CounterMetricFamily("speck_exporter_messages", "Messages the exporter decoded, by kind", labels=["kind"])
         for kind in Kind:
             c.add_metric([kind.value], snap.messages[kind.value])

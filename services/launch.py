@@ -34,6 +34,7 @@ from proto.topics import find_topic
 from services.clock import Clock, SystemClock
 from services.config import Settings, bind_endpoint, load_settings
 from services.notify import Notifier
+from services.realtime import request_realtime
 from services.runtime import Runtime, Sockets, Stage
 from services.signals import stop_on_signals
 from services.sockets import publisher, subscriber
@@ -235,6 +236,8 @@ def run_service(name: str, settings: Settings, stop: threading.Event, notifier: 
     """Run service ``name`` until ``stop`` is set (or, for the sensor, the recording ends)."""
     if name not in RUNNERS:
         raise ValueError(f"unknown service {name!r}; services: {', '.join(SERVICE_NAMES)}")
+    p = settings.pipeline
+    request_realtime(name, p.realtime_priority, lossless=p.lossless)  # before the context's I/O thread
     ctx: Context = zmq.Context()
     try:
         RUNNERS[name](ctx, settings, stop, SystemClock(), notifier or Notifier())

@@ -40,6 +40,7 @@ from services import telemetry as tm
 from services.clock import Clock
 from services.coalesce import coalesce
 from services.notify import Notifier
+from services.realtime import current_priority
 from services.sockets import STOP_POLL_MS, send_frames
 
 log = logging.getLogger("speck_edge.runtime")
@@ -314,6 +315,7 @@ class Runtime:
         c = self.counters
         values = {
             tm.SERVICE_UP: 1, tm.UPTIME_S: (self.clock.monotonic_ns() - self._started_ns) / 1e9, tm.PID: os.getpid(),
+            tm.REALTIME_PRIORITY: current_priority(),
             tm.MESSAGES_IN: c.messages_in, tm.MESSAGES_OUT: c.messages_out,
             tm.EVENTS_IN: c.events_in, tm.EVENTS_OUT: c.events_out, **values,
         }  # fmt: skip

@@ -34,8 +34,10 @@ from proto.codec import encode
 from proto.events import concat_events
 from proto.messages import EventBatch, Telemetry
 from proto.topics import find_topic
+from services import telemetry as tm
 from services.clock import Clock
 from services.pacing import Pacer, Window, check_speed
+from services.realtime import current_priority
 from services.sockets import STOP_POLL_MS, send_frames, wait_for_subscriber
 from services.sources import LIVE_SCHEME, LiveSource, looped, parse_live
 
@@ -262,6 +264,7 @@ class Sensor:
             "events_sent": c.events_sent, "batches_sent": c.batches_sent, "passes": c.passes,
             "late_batches": c.late_batches, "max_late_us": c.max_late_us, "reordered_events": c.reordered_events,
             "up": 1, "uptime_s": (self.clock.monotonic_ns() - self._started_ns) / 1e9,
+            tm.REALTIME_PRIORITY: current_priority(),
         }  # fmt: skip
         groups = {"dropped": c.dropped} if c.dropped else {}
         msg = Telemetry(

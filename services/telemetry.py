@@ -8,7 +8,8 @@ the event-time span the service has seen.
 
 Values every pipeline service sends (added by :mod:`services.runtime`):
 
-* ``up`` (gauge, 1), ``uptime_s`` (gauge), ``pid`` (gauge);
+* ``up`` (gauge, 1), ``uptime_s`` (gauge), ``pid`` (gauge), ``realtime_priority`` (gauge: the
+  ``SCHED_FIFO`` priority the service runs at, 0 = the normal scheduler; :mod:`services.realtime`);
 * ``messages_in``, ``messages_out``, ``events_in``, ``events_out`` (counters: records in and out
   of the data topics; for the chip ``events_out`` counts spikes, for the readout predictions);
 
@@ -50,6 +51,7 @@ from typing import Final
 SERVICE_UP: Final = "up"
 UPTIME_S: Final = "uptime_s"
 PID: Final = "pid"
+REALTIME_PRIORITY: Final = "realtime_priority"
 MESSAGES_IN: Final = "messages_in"
 MESSAGES_OUT: Final = "messages_out"
 EVENTS_IN: Final = "events_in"

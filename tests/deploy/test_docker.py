@@ -115,6 +115,7 @@ def test_service_runs_itself(config: dict[str, Any], name: str) -> None:
     for other in ("sensor", "filter", "chip", "readout"):
         assert env[f"SPECK_EDGE__ENDPOINTS__{other.upper()}"].startswith(f"tcp://{other}:")
     assert env["SPECK_EDGE__EXPORTER__HOST"] == "0.0.0.0"
+    assert svc["ulimits"]["rtprio"] in (10, {"soft": 10, "hard": 10})  # SCHED_FIFO permitted, not imposed
     targets = {v["target"]: v for v in svc["volumes"]}
     assert targets["/data"]["read_only"] and "/models" in targets and "/var/cache/speck-edge" in targets
     test = " ".join(svc["healthcheck"]["test"])

@@ -155,6 +155,23 @@ def test_security_score(root: Path, unit: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.fixture(scope="module")
+def realtime_root(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``root`` with the optional real-time drop-in installed for the chip, as its comment says."""
+    r = tmp_path_factory.mktemp("rt") / "root"
+    shutil.copytree(root, r, symlinks=True)
+    dropin = r / "etc/systemd/system/speck-edge@chip.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    shutil.copy(UNIT_SRC / "realtime.conf", dropin)
+    return r
+
+
+def test_the_realtime_dropin_verifies_and_keeps_the_score(realtime_root: Path) -> None:
+    assert values(UNIT_SRC / "realtime.conf", "CPUSchedulingPolicy") == ["fifo"]
+    test_verify_prints_nothing(realtime_root, "speck-edge@chip.service")
+    test_security_score(realtime_root, "speck-edge@chip.service")
+
+
 # --- the watchdog contract: each service vs. its unit -------------------------------------------------
 
 WATCH_AFTER_READY_S = 3.5

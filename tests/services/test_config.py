@@ -68,6 +68,7 @@ def _error(path: Path | None, env: dict[str, str]) -> SettingsError:
         ("[pipeline]\nlossless = 1\n", "pipeline.lossless", "expected bool, got int"),
         ("[exporter]\nport = 8790.0\n", "exporter.port", "expected int, got float"),
         ("chip = 3\n", "chip", "expected a table"),
+        ("[pipeline]\nrealtime_priority = 100\n", "pipeline.realtime_priority", "0 (off) or 1-99"),
     ],
 )
 def test_file_errors_name_the_file_and_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
@@ -95,6 +96,7 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
         (f"{ENV_PREFIX}EXPORTER__PORT", "true", "exporter.port", "expected int, got bool"),
         (f"{ENV_PREFIX}CHIP__NOPE", "1", "chip.nope", "unknown key"),
         (f"{ENV_PREFIX}NOPE__PORT", "1", "nope", "unknown section"),
+        (f"{ENV_PREFIX}PIPELINE__REALTIME_PRIORITY", "-1", "pipeline.realtime_priority", "0 (off) or 1-99"),
     ],
 )
 def test_environment_errors_name_the_variable_and_the_key(name: str, value: str, key: str, problem: str) -> None:

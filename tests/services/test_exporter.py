@@ -97,6 +97,7 @@ CHIP = _tele(
     values={
         "up": 1,
         "uptime_s": 12.0,
+        "realtime_priority": 10,
         "events_in": 600,
         "events_out": 50,
         "synops": 123456,
@@ -137,7 +138,7 @@ def test_every_family_is_present_before_any_telemetry() -> None:
         "speck_pipeline_latency_seconds", "speck_predictions", "speck_decisions", "speck_events", "speck_events_out",
         "speck_events_dropped", "speck_messages_dropped", "speck_synops", "speck_neuron_updates", "speck_spikes",
         "speck_input_masked_ratio", "speck_input_windows", "speck_sensor_late_batches",
-        "speck_service_uptime_seconds", "speck_exporter_messages",
+        "speck_service_uptime_seconds", "speck_service_realtime_priority", "speck_exporter_messages",
     }  # fmt: skip
     samples = _samples(text)
     assert {_v(samples, "speck_service_up", service=s) for s in ("sensor", "filter", "chip", "readout")} == {0}
@@ -172,6 +173,8 @@ def test_values_map_to_metrics() -> None:
     assert _v(s, "speck_sensor_max_late_seconds") == pytest.approx(2.5e-3)
     assert _v(s, "speck_decisions_total") == 5
     assert _v(s, "speck_service_uptime_seconds", service="filter") == 12.5
+    assert _v(s, "speck_service_realtime_priority", service="chip") == 10
+    assert ("speck_service_realtime_priority", (("service", "filter"),)) not in s  # it did not say
     assert _v(s, "speck_exporter_messages_total", kind="telemetry") == 4
     assert _v(s, "speck_exporter_messages_total", kind="prediction") == 0
 
