@@ -204,12 +204,23 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _priority(text: str) -> int:
+    from services.realtime import check_priority
+
+    try:
+        return check_priority(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     from services.config import load_settings
 
     settings = load_settings(args.config)
     if getattr(args, "lossless", False):
         settings = replace(settings, pipeline=replace(settings.pipeline, lossless=True))
+    if getattr(args, "realtime_priority", None) is not None:
+        settings = replace(settings, pipeline=replace(settings.pipeline, realtime_priority=args.realtime_priority))
     return settings
 
 
@@ -225,6 +236,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.lossless:  # the children read the setting from the environment
         os.environ["SPECK_EDGE__PIPELINE__LOSSLESS"] = "true"
+    if args.realtime_priority is not None:
+        os.environ["SPECK_EDGE__PIPELINE__REALTIME_PRIORITY"] = str(args.realtime_priority)
     stop = threading.Event()
     stop_on_signals(stop)
     return up(settings, args.config, stop, lambda line: print(line, flush=True), args.duration, not args.quiet)
@@ -330,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=config_help)
     p.add_argument("--lossless", action="store_true", help="PUSH/PULL with back-pressure, replay as fast as the "
                    "chip consumes it (offline evaluation; no loss)")  # fmt: skip
+    p.add_argument("--realtime-priority", type=_priority, metavar="N", help="run sensor, filter, chip and readout "
+                   "under SCHED_FIFO at priority N (1-99; 0 = off, the default): a lower wall latency, if the OS "
+                   "permits it (root, CAP_SYS_NICE or ulimit -r >= N); README \"Latency\"")  # fmt: skip
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS (default: run until Ctrl-C)")
     p.add_argument("--quiet", action="store_true", help="do not print every prediction")
     p.set_defaults(func=cmd_up)

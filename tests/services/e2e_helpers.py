@@ -4,6 +4,7 @@ process group, /metrics scrapes, ZeroMQ listeners and polling with deadlines (ne
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -100,6 +101,14 @@ def pipeline_config(path: Path, ports: Ports, source: Path, **sections: Mapping[
     for section, body in sections.items():
         doc[section] = {**doc.get(section, {}), **body}
     return write_config(path, doc)
+
+
+@functools.cache
+def fifo_permitted(priority: int) -> bool:
+    """Whether a process started here may run under SCHED_FIFO at ``priority`` (asked in a child, so
+    this process stays as it is)."""
+    probe = f"import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({priority}))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, check=False).returncode == 0
 
 
 def child_env(cache: Path) -> dict[str, str]:

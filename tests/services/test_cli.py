@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -96,3 +97,17 @@ def test_listen_refuses_unknown_topic() -> None:
     out = _cli("listen", "nonsense")
     assert out.returncode == 2
     assert "prediction" in out.stderr  # the error lists the valid topics
+
+
+def test_up_takes_a_realtime_priority_and_refuses_a_bad_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``up --realtime-priority N`` reaches the settings and, through the environment, the children."""
+    from services import cli
+
+    monkeypatch.setenv("SPECK_EDGE__PIPELINE__REALTIME_PRIORITY", "0")  # restored after the test
+    seen: list[int] = []
+    monkeypatch.setattr("services.up.up", lambda settings, *a: seen.append(settings.pipeline.realtime_priority) or 0)
+    assert cli.main(["up", "--realtime-priority", "7", "--duration", "0"]) == 0
+    assert seen == [7]
+    assert os.environ["SPECK_EDGE__PIPELINE__REALTIME_PRIORITY"] == "7"
+    out = _cli("up", "--realtime-priority", "100")
+    assert out.returncode == 2 and "1-99" in out.stderr

@@ -37,6 +37,7 @@ from tests.services.e2e_helpers import (
     Samples,
     Up,
     child_env,
+    fifo_permitted,
     pipeline_config,
     poll,
     running_up,
@@ -48,6 +49,8 @@ from tests.services.e2e_helpers import (
 
 RECORDING = "colleenpamchen-jAER/DVS128-2017-03-21-short.aedat"  # DVS128 (eDVS), 6.2 s, 130,114 events
 PREDICTION = find_topic("prediction").wire
+REALTIME_PRIORITY = 2
+"""The live pipeline asks for SCHED_FIFO (a low priority): each data-path service must report what it got."""
 TELEMETRY = find_topic("telemetry").wire
 
 
@@ -57,7 +60,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, Ports]]
     source = real_file(RECORDING)
     tmp = tmp_path_factory.mktemp("e2e_live")
     ports = Ports()
-    config = pipeline_config(tmp / "live.toml", ports, source, sensor={"speed": 1.5, "loop": True})
+    config = pipeline_config(
+        tmp / "live.toml", ports, source, sensor={"speed": 1.5, "loop": True},
+        pipeline={"realtime_priority": REALTIME_PRIORITY},
+    )  # fmt: skip
     with running_up(config, tmp) as up:
         yield up, ports
     assert up.proc.returncode == 0, f"`up` exited with {up.proc.returncode}"
@@ -79,6 +85,11 @@ def _problems_live(s: Samples) -> list[str]:
     for service in PIPELINE:
         if value(s, "speck_service_up", service=service) != 1:
             problems.append(f"speck_service_up{{service={service}}} = {value(s, 'speck_service_up', service=service)}")
+    rt = REALTIME_PRIORITY if fifo_permitted(REALTIME_PRIORITY) else 0
+    for service in PIPELINE:
+        got = value(s, "speck_service_realtime_priority", service=service)
+        if got != rt:
+            problems.append(f"speck_service_realtime_priority{{service={service}}} = {got}, expected {rt}")
     ratio = value(s, "speck_input_masked_ratio")
     if ratio is None or not 0 < ratio < 1:
         problems.append(f"speck_input_masked_ratio = {ratio}, not in (0, 1)")
