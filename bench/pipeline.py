@@ -12,7 +12,8 @@ Run: ``python -m bench.pipeline [--recording FILE] [--seconds 60] [--latency-sec
    again with ``pipeline.realtime_priority = --realtime-priority`` (the data path under SCHED_FIFO,
    :mod:`services.realtime`), the subscriber at the same priority where the OS permits.
 3. **Transport floor.** The same number of ZeroMQ hops through processes that only forward, messages
-   1 ms and 30 ms apart: the latency no stage logic can go below on this machine.
+   1 ms and 30 ms apart: the latency no stage logic can go below on this machine; then the same under
+   SCHED_FIFO.
 4. **Memory.** The summed RSS of the five service processes (``/proc/PID/status`` VmRSS) at the end
    of each run.
 
@@ -187,14 +188,13 @@ def throughput(recording: Path, seconds: float, warmup: float) -> None:
             pipe.stop()
 
 
-def subscribe_realtime(priority: int) -> str:
-    """Put this (the subscriber's) process under SCHED_FIFO like the data path, after the pipeline has
-    been started (its supervisor and exporter must not inherit it); how it went, in words."""
+def try_fifo(priority: int) -> bool:
+    """Put this process under SCHED_FIFO at ``priority``; False where the OS does not permit it."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except PermissionError:
-        return "the subscriber under the normal scheduler (SCHED_FIFO not permitted)"
-    return "the subscriber at the same priority"
+        return False
+    return True
 
 
 def normal_scheduler() -> None:
@@ -206,7 +206,10 @@ def latency(recording: Path, seconds: float, realtime: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         endpoints = write_config(Path(tmp) / "bench.toml", recording, lossless=False, speed=1.0, realtime=realtime)
         pipe = Pipeline(Path(tmp) / "bench.toml", Path(tmp))
-        how = subscribe_realtime(realtime) if realtime else ""
+        # the subscriber like the data path: after the pipeline started (its supervisor and exporter
+        # must not inherit it), before the context (whose I/O thread must)
+        how = ("the subscriber at the same priority" if try_fifo(realtime)
+               else "the subscriber under the normal scheduler (SCHED_FIFO not permitted)") if realtime else ""  # fmt: skip
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             pipe.wait_ready()
@@ -277,8 +280,10 @@ FLOOR_HOPS = 4
 """sensor → filter → chip → readout → subscriber: the pipeline's hops between processes."""
 
 
-def _forward(src: str, dst: str, stop: Any) -> None:
+def _forward(src: str, dst: str, stop: Any, realtime: int) -> None:
     """One stand-in stage: every message from ``src`` straight on to ``dst`` (no decode, no work)."""
+    if realtime:
+        try_fifo(realtime)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -290,20 +295,25 @@ def _forward(src: str, dst: str, stop: Any) -> None:
     ctx.destroy(0)
 
 
-def transport_floor(messages: int = 300) -> None:
+def transport_floor(messages: int = 300, realtime: int = 0) -> None:
     """What ZeroMQ alone costs here: ``FLOOR_HOPS`` hops through forwarding processes that do nothing,
     with messages 1 ms apart (a busy pipeline) and 30 ms apart (a prediction after quiet: every thread
-    on the way has gone to sleep and must be woken)."""
+    on the way has gone to sleep and must be woken); every process under SCHED_FIFO ``realtime`` if
+    not 0."""
     import multiprocessing as mp
 
     ports = [free_port() for _ in range(FLOOR_HOPS)]
     eps = [f"tcp://127.0.0.1:{p}" for p in ports]
     stop = mp.Event()
     forwarders = [
-        mp.Process(target=_forward, args=(eps[i], eps[i + 1], stop), daemon=True) for i in range(FLOOR_HOPS - 1)
+        mp.Process(target=_forward, args=(eps[i], eps[i + 1], stop, realtime), daemon=True)
+        for i in range(FLOOR_HOPS - 1)
     ]
     for f in forwarders:
         f.start()
+    mode = "normal scheduler"
+    if realtime:
+        mode = f"SCHED_FIFO {realtime}" if try_fifo(realtime) else "normal scheduler (SCHED_FIFO not permitted)"
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
     pub.bind(eps[0])
@@ -317,7 +327,8 @@ def transport_floor(messages: int = 300) -> None:
             pub.send_multipart([b"probe", b"-1"])
         while sub.poll(200):  # drain the probes still on their way
             sub.recv_multipart()
-        print(f"transport floor: {FLOOR_HOPS} ZeroMQ hops through do-nothing processes, {messages} messages of 1.6 kB:")
+        print(f"transport floor, {mode}: {FLOOR_HOPS} ZeroMQ hops through do-nothing processes, "
+              f"{messages} messages of 1.6 kB:")  # fmt: skip
         for gap_s in (0.001, 0.030):
             lat = []
             for seq in range(messages):
@@ -335,6 +346,7 @@ def transport_floor(messages: int = 300) -> None:
         for f in forwarders:
             f.join(5)
         ctx.destroy(0)
+        normal_scheduler()
 
 
 def main() -> None:
@@ -359,6 +371,8 @@ def main() -> None:
             latency(args.recording, args.latency_seconds, args.realtime_priority)
     if "floor" not in args.skip:
         transport_floor()
+        if args.realtime_priority:
+            transport_floor(realtime=args.realtime_priority)
 
 
 if __name__ == "__main__":
