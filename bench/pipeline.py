@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ import zmq
 from proto.codec import decode
 from proto.messages import Prediction, Telemetry
 from proto.topics import find_topic
+from services.cli import priority_arg
+from services.realtime import set_fifo
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -75,7 +79,9 @@ class Pipeline:
     """``speck-edge up`` in a subprocess; the service pids it reports."""
 
     def __init__(self, config: Path, cache: Path) -> None:
-        env = {**os.environ, "SPECK_EDGE_CACHE": str(cache)}
+        # the config file says it all: no SPECK_EDGE__ override from the caller's environment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPECK_EDGE__")}
+        env["SPECK_EDGE_CACHE"] = str(cache)
         cmd = [sys.executable, "-m", "services.cli", "up", "--config", str(config), "--quiet"]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
         self.pids: dict[str, int] = {}
@@ -188,18 +194,15 @@ def throughput(recording: Path, seconds: float, warmup: float) -> None:
             pipe.stop()
 
 
-def try_fifo(priority: int) -> bool:
-    """Put this process under SCHED_FIFO at ``priority``; False where the OS does not permit it."""
+@contextmanager
+def scheduler_kept() -> Iterator[None]:
+    """Whatever a run does to this process's scheduling, it is put back afterwards (lowering back to a
+    normal policy is always permitted), so later runs and their children start as the bench did."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except PermissionError:
-        return False
-    return True
-
-
-def normal_scheduler() -> None:
-    """Back to the normal scheduler (always permitted), so later runs and their children start normal."""
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        yield
+    finally:
+        os.sched_setscheduler(0, policy, param)
 
 
 def latency(recording: Path, seconds: float, realtime: int = 0) -> None:
@@ -207,9 +210,12 @@ def latency(recording: Path, seconds: float, realtime: int = 0) -> None:
         endpoints = write_config(Path(tmp) / "bench.toml", recording, lossless=False, speed=1.0, realtime=realtime)
         pipe = Pipeline(Path(tmp) / "bench.toml", Path(tmp))
         # the subscriber like the data path: after the pipeline started (its supervisor and exporter
-        # must not inherit it), before the context (whose I/O thread must)
-        how = ("the subscriber at the same priority" if try_fifo(realtime)
-               else "the subscriber under the normal scheduler (SCHED_FIFO not permitted)") if realtime else ""  # fmt: skip
+        # must not inherit it), before the first socket (whose I/O thread must)
+        how = ""
+        if realtime and set_fifo(realtime):
+            how = "the subscriber at the same priority"
+        elif realtime:
+            how = "the subscriber under the normal scheduler (SCHED_FIFO not permitted)"
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             pipe.wait_ready()
@@ -273,7 +279,6 @@ def latency(recording: Path, seconds: float, realtime: int = 0) -> None:
         finally:
             ctx.term()
             pipe.stop()
-            normal_scheduler()
 
 
 FLOOR_HOPS = 4
@@ -283,7 +288,7 @@ FLOOR_HOPS = 4
 def _forward(src: str, dst: str, stop: Any, realtime: int) -> None:
     """One stand-in stage: every message from ``src`` straight on to ``dst`` (no decode, no work)."""
     if realtime:
-        try_fifo(realtime)
+        set_fifo(realtime)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -313,7 +318,7 @@ def transport_floor(messages: int = 300, realtime: int = 0) -> None:
         f.start()
     mode = "normal scheduler"
     if realtime:
-        mode = f"SCHED_FIFO {realtime}" if try_fifo(realtime) else "normal scheduler (SCHED_FIFO not permitted)"
+        mode = f"SCHED_FIFO {realtime}" if set_fifo(realtime) else "normal scheduler (SCHED_FIFO not permitted)"
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
     pub.bind(eps[0])
@@ -346,7 +351,6 @@ def transport_floor(messages: int = 300, realtime: int = 0) -> None:
         for f in forwarders:
             f.join(5)
         ctx.destroy(0)
-        normal_scheduler()
 
 
 def main() -> None:
@@ -356,7 +360,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument(
-        "--realtime-priority", type=int, default=10,
+        "--realtime-priority", type=priority_arg, default=10,
         help="the latency run is repeated with pipeline.realtime_priority = this (0: only the normal run)",
     )  # fmt: skip
     parser.add_argument("--skip", choices=("throughput", "latency", "floor"), action="append", default=[])
@@ -368,11 +372,13 @@ def main() -> None:
     if "latency" not in args.skip:
         latency(args.recording, args.latency_seconds)
         if args.realtime_priority:
-            latency(args.recording, args.latency_seconds, args.realtime_priority)
+            with scheduler_kept():
+                latency(args.recording, args.latency_seconds, args.realtime_priority)
     if "floor" not in args.skip:
         transport_floor()
         if args.realtime_priority:
-            transport_floor(realtime=args.realtime_priority)
+            with scheduler_kept():
+                transport_floor(realtime=args.realtime_priority)
 
 
 if __name__ == "__main__":

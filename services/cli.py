@@ -204,7 +204,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _priority(text: str) -> int:
+def priority_arg(text: str) -> int:
+    """An argparse type: a real-time priority, 0 (off) or 1-99."""
     from services.realtime import check_priority
 
     try:
@@ -343,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=config_help)
     p.add_argument("--lossless", action="store_true", help="PUSH/PULL with back-pressure, replay as fast as the "
                    "chip consumes it (offline evaluation; no loss)")  # fmt: skip
-    p.add_argument("--realtime-priority", type=_priority, metavar="N", help="run sensor, filter, chip and readout "
+    p.add_argument("--realtime-priority", type=priority_arg, metavar="N", help="run sensor, filter, chip and readout "
                    "under SCHED_FIFO at priority N (1-99; 0 = off, the default): a lower wall latency, if the OS "
                    "permits it (root, CAP_SYS_NICE or ulimit -r >= N); README \"Latency\"")  # fmt: skip
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS (default: run until Ctrl-C)")

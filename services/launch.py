@@ -159,10 +159,22 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def go_realtime(name: str, settings: Settings) -> bool:
+    """:func:`~services.realtime.request_realtime` for service ``name``. Call it after the start-up work
+    (compiling, generating a recording: not at real-time priority) and before the first socket (ZeroMQ
+    starts its I/O thread with the first socket, and that thread must inherit the policy)."""
+    from services.sources import LIVE_SCHEME
+
+    p, s = settings.pipeline, settings.sensor
+    flat_out = p.lossless or (s.speed == 0 and not s.source.startswith(LIVE_SCHEME))  # a camera paces itself
+    return request_realtime(name, p.realtime_priority, flat_out=flat_out)
+
+
 def run_stage(
     ctx: Context, settings: Settings, stop: threading.Event, clock: Clock, notifier: Notifier, *, name: str
 ) -> None:
     stage = build_stage(name, settings)
+    go_realtime(name, settings)
     sockets = stage_sockets(ctx, name, settings, stage.input_topic)
     runtime = Runtime(stage, sockets, clock, stop, settings.pipeline.telemetry_interval_s, notifier)
     settle_heap()
@@ -188,6 +200,7 @@ def run_sensor(ctx: Context, settings: Settings, stop: threading.Event, clock: C
         stream=p.stream, telemetry_interval_s=p.telemetry_interval_s,
         wait_subscriber_s=0.0 if p.lossless else DOWNSTREAM_WAIT_S, must_have_subscriber=False,
     )  # fmt: skip
+    go_realtime("sensor", settings)
     pub = publisher(ctx, bind_endpoint(cfg.endpoint, p.bind_host), hwm=p.hwm)
     data = None
     if p.lossless:
@@ -236,8 +249,6 @@ def run_service(name: str, settings: Settings, stop: threading.Event, notifier: 
     """Run service ``name`` until ``stop`` is set (or, for the sensor, the recording ends)."""
     if name not in RUNNERS:
         raise ValueError(f"unknown service {name!r}; services: {', '.join(SERVICE_NAMES)}")
-    p = settings.pipeline
-    request_realtime(name, p.realtime_priority, lossless=p.lossless)  # before the context's I/O thread
     ctx: Context = zmq.Context()
     try:
         RUNNERS[name](ctx, settings, stop, SystemClock(), notifier or Notifier())

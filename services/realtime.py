@@ -3,21 +3,24 @@ and readout under ``SCHED_FIFO``.
 
 Why: at 1× the pipeline needs about 0.6 of a core, yet under the normal scheduler a stage that its
 input wakes often waits behind another runnable process. Those waits make the tail of the wall
-latency. Under ``SCHED_FIFO`` a woken stage runs at once. On the 2-vCPU bench machine, over four
-runs each, the p99 from the sensor to the prediction went from 6.7–11.2 ms to 2.7–4.6 ms, and the
-p50 from 3.1–4.3 ms to 2.0–2.5 ms (``bench/pipeline.py``; the subscriber ran at the same priority).
+latency. Under ``SCHED_FIFO`` a woken stage runs before any normal process. On the 2-vCPU bench
+machine, over four runs each, the p99 from the sensor to the prediction went from 6.7–11.2 ms to
+2.7–4.6 ms, and the p50 from 3.1–4.3 ms to 2.0–2.5 ms (``bench/pipeline.py``; the subscriber ran at
+the same priority).
 
 Off by default, because it is a privilege and a risk:
 
 * the OS must allow it: root, ``CAP_SYS_NICE``, or an ``RLIMIT_RTPRIO`` of at least the priority
-  (``ulimit -r``; limits.conf; docker compose ``ulimits: rtprio``; systemd ``LimitRTPRIO=``). When it
-  is refused, the service logs how to allow it and runs under the normal scheduler;
+  (``ulimit -r``; limits.conf; docker compose ``ulimits: rtprio``). Under the systemd units the
+  sandbox refuses it, and the drop-in ``deploy/systemd/realtime.conf`` has systemd set it instead.
+  When it is refused, the service logs how to allow it and runs under the normal scheduler;
 * a real-time process that cannot keep up takes the CPU from everything else, up to the kernel's
   real-time limit (``/proc/sys/kernel/sched_rt_runtime_us``: 95 % by default).
 
-So it never applies in lossless mode, where the stages run flat out by design, nor to the exporter.
-Each service reports the priority it runs at (set by this module or by its supervisor) as the
-telemetry value ``realtime_priority``; the exporter shows it as ``speck_service_realtime_priority``.
+So it never applies when the pipeline runs flat out by design (lossless mode, or a sensor replaying
+at speed 0), nor to the exporter. Each service reports the priority it runs at (set by this module
+or by its supervisor) as the telemetry value ``realtime_priority``; the exporter shows it as
+``speck_service_realtime_priority``.
 """
 
 from __future__ import annotations
@@ -55,23 +58,45 @@ def current_priority() -> int:
     return 0
 
 
-def request_realtime(
-    service: str, priority: int, *, lossless: bool, set_scheduler: SetScheduler = os.sched_setscheduler
-) -> bool:
-    """Put the calling thread under ``SCHED_FIFO`` at ``priority`` if ``service`` is on the data path,
-    the pipeline is real-time and ``priority`` is not 0. Threads started afterwards inherit the
-    policy, so call it before the ZeroMQ context exists (its I/O thread carries every message).
-
-    True if applied. A refusal by the OS is logged with how to allow it, and the service goes on."""
-    check_priority(priority)
-    if priority == 0 or service not in DATA_PATH:
-        return False
-    if lossless:
-        log.info("%s: realtime_priority %d not applied: lossless mode runs flat out", service, priority)
-        return False
+def set_fifo(priority: int, set_scheduler: SetScheduler = os.sched_setscheduler) -> bool:
+    """Put the calling thread under ``SCHED_FIFO`` at ``priority`` (1–99); False if the OS refuses."""
+    if not 1 <= check_priority(priority):
+        raise ValueError("set_fifo needs a priority of 1-99, not 0")
     try:
         set_scheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except PermissionError:
+        return False
+    return True
+
+
+def request_realtime(
+    service: str,
+    priority: int,
+    *,
+    flat_out: bool,
+    set_scheduler: SetScheduler = os.sched_setscheduler,
+    current: Callable[[], int] = current_priority,
+) -> bool:
+    """Put the calling thread under ``SCHED_FIFO`` at ``priority`` if ``service`` is on the data path,
+    the pipeline is paced (not ``flat_out``: lossless mode, or a sensor replaying at speed 0) and
+    ``priority`` is not 0. Threads started afterwards inherit the policy: call it after the start-up
+    work (numba compiling, a recording generated) and before the first ZeroMQ socket, which starts
+    the I/O thread that carries every message.
+
+    True if the thread now runs at ``priority`` or above (also when its supervisor set that, e.g.
+    systemd's ``CPUSchedulingPolicy=``). A refusal by the OS is logged with how to allow it, and the
+    service goes on."""
+    check_priority(priority)
+    if priority == 0 or service not in DATA_PATH:
+        return False
+    if flat_out:
+        log.info("%s: realtime_priority %d not applied: the pipeline runs flat out (lossless or speed 0)",
+                 service, priority)  # fmt: skip
+        return False
+    if current() >= priority:
+        log.info("%s: already real-time (priority %d)", service, current())
+        return True
+    if not set_fifo(priority, set_scheduler):
         log.warning("%s: real-time priority %d refused (%s); running under the normal scheduler",
                     service, priority, HOW_TO_ALLOW)  # fmt: skip
         return False

@@ -107,8 +107,8 @@ def pipeline_config(path: Path, ports: Ports, source: Path, **sections: Mapping[
 def fifo_permitted(priority: int) -> bool:
     """Whether a process started here may run under SCHED_FIFO at ``priority`` (asked in a child, so
     this process stays as it is)."""
-    probe = f"import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({priority}))"
-    return subprocess.run([sys.executable, "-c", probe], capture_output=True, check=False).returncode == 0
+    probe = f"import sys; from services.realtime import set_fifo; sys.exit(0 if set_fifo({priority}) else 1)"
+    return subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, check=False).returncode == 0
 
 
 def child_env(cache: Path) -> dict[str, str]:

@@ -104,6 +104,7 @@ def test_up_takes_a_realtime_priority_and_refuses_a_bad_one(monkeypatch: pytest.
     from services import cli
 
     monkeypatch.setenv("SPECK_EDGE__PIPELINE__REALTIME_PRIORITY", "0")  # restored after the test
+    monkeypatch.setattr(cli, "stop_on_signals", lambda stop: None)  # keep pytest's own Ctrl-C
     seen: list[int] = []
     monkeypatch.setattr("services.up.up", lambda settings, *a: seen.append(settings.pipeline.realtime_priority) or 0)
     assert cli.main(["up", "--realtime-priority", "7", "--duration", "0"]) == 0
