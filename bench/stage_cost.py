@@ -26,7 +26,7 @@ from proto.codec import decode, encode
 from proto.messages import EventBatch
 from services.clock import SystemClock
 from services.config import Settings
-from services.launch import build_stage
+from services.launch import bound_heap, build_stage, settle_heap
 from services.runtime import Outbox, Stage
 
 BATCH_US = 1000
@@ -72,14 +72,15 @@ def main() -> None:
     settings = Settings()
     messages = batches(args.recording, out)[: args.messages]
     print(f"{args.recording.name}: {len(messages)} messages of {BATCH_US} µs; µs per message, p50 / p90:")
+    bound_heap()  # the services' heap settings
     for name in ("filter", "chip", "readout"):
-        stage = build_stage(name, settings)  # compiled and warmed up, as the service does before its loop
         rows = []
         for idle_ms in args.idle_ms:
+            stage = build_stage(name, settings)  # compiled and warmed up; fresh state: the same work each row
+            settle_heap()  # as each service does before its loop
             outputs, took = run(stage, messages, out, idle_ms / 1e3)
             p50, p90 = np.percentile(took, [50, 90])
             rows.append(f"idle {idle_ms:g} ms: {p50:.0f} / {p90:.0f}")
-            stage = build_stage(name, settings)  # fresh state for the next row: the same work again
         print(f"  {name:8s} ({len(messages)} in, {len(outputs)} out)  " + ";  ".join(rows))
         messages = outputs[: args.messages]
 

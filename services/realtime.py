@@ -89,16 +89,21 @@ def request_realtime(
     check_priority(priority)
     if priority == 0 or service not in DATA_PATH:
         return False
+    now = current()
     if flat_out:
-        log.info("%s: realtime_priority %d not applied: the pipeline runs flat out (lossless or speed 0)",
-                 service, priority)  # fmt: skip
+        if now:
+            log.warning("%s: running flat out (lossless or speed 0) under SCHED_FIFO %d set by its supervisor: "
+                        "it may starve everything else", service, now)  # fmt: skip
+        else:
+            log.info("%s: realtime_priority %d not applied: the pipeline runs flat out (lossless or speed 0)",
+                     service, priority)  # fmt: skip
         return False
-    if current() >= priority:
-        log.info("%s: already real-time (priority %d)", service, current())
+    if now >= priority:
+        log.info("%s: already real-time (priority %d)", service, now)
         return True
     if not set_fifo(priority, set_scheduler):
-        log.warning("%s: real-time priority %d refused (%s); running under the normal scheduler",
-                    service, priority, HOW_TO_ALLOW)  # fmt: skip
+        stays = f"stays at SCHED_FIFO {now}" if now else "runs under the normal scheduler"
+        log.warning("%s: real-time priority %d refused (%s); it %s", service, priority, HOW_TO_ALLOW, stays)
         return False
     log.info("%s: running under SCHED_FIFO, priority %d", service, priority)
     return True

@@ -134,35 +134,35 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return r
 
 
-def verify_output(root: Path, unit: str) -> str:
-    """What ``systemd-analyze verify`` says about ``unit`` (nothing, when all is well)."""
+def assert_verify_silent(root: Path, unit: str) -> None:
+    """``systemd-analyze verify`` exits 0 and says nothing about ``unit``."""
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", f"--root={root}", unit], check=False, capture_output=True, text=True
     )
     output = (result.stdout + result.stderr).strip()
-    return output if result.returncode == 0 or output else f"exit status {result.returncode}"
+    assert result.returncode == 0 and output == "", output
 
 
-def security_score(root: Path, unit: str) -> float:
-    """``systemd-analyze security``'s overall exposure of ``unit`` (the lower, the better)."""
+def assert_security_ok(root: Path, unit: str) -> None:
+    """``systemd-analyze security`` scores ``unit`` at most ``MAX_SCORE`` (lower is better)."""
     # --threshold takes the score × 10 as an integer (0..100).
     cmd = ["systemd-analyze", "security", "--offline=true", f"--threshold={int(MAX_SCORE * 10)}", f"--root={root}"]
     result = subprocess.run([*cmd, unit], check=False, capture_output=True, text=True)
     m = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d+)", result.stdout)
     assert m, result.stdout + result.stderr
     print(f"{unit}: {m[1]}")
-    assert float(m[1]) > MAX_SCORE or result.returncode == 0, result.stdout + result.stderr
-    return float(m[1])
+    assert float(m[1]) <= MAX_SCORE, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("unit", ["speck-edge.target", *INSTANCES])
 def test_verify_prints_nothing(root: Path, unit: str) -> None:
-    assert verify_output(root, unit) == ""
+    assert_verify_silent(root, unit)
 
 
 @pytest.mark.parametrize("unit", INSTANCES)
 def test_security_score(root: Path, unit: str) -> None:
-    assert security_score(root, unit) <= MAX_SCORE
+    assert_security_ok(root, unit)
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +178,8 @@ def realtime_root(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_realtime_dropin_verifies_and_keeps_the_score(realtime_root: Path) -> None:
     assert values(UNIT_SRC / "realtime.conf", "CPUSchedulingPolicy") == ["fifo"]
-    assert verify_output(realtime_root, "speck-edge@chip.service") == ""
-    assert security_score(realtime_root, "speck-edge@chip.service") <= MAX_SCORE
+    assert_verify_silent(realtime_root, "speck-edge@chip.service")
+    assert_security_ok(realtime_root, "speck-edge@chip.service")
 
 
 # --- the watchdog contract: each service vs. its unit -------------------------------------------------

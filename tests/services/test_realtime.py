@@ -66,6 +66,18 @@ def test_a_refusal_is_logged_with_the_fix_and_the_service_goes_on(caplog: pytest
     assert "filter" in record.getMessage() and "RLIMIT_RTPRIO" in record.getMessage()
 
 
+def test_what_a_supervisor_set_is_reported_truthfully(caplog: pytest.LogCaptureFixture) -> None:
+    """systemd's drop-in may have set SCHED_FIFO already: a flat-out run under it is warned about, and
+    a refused higher priority says the service stays at its own."""
+    with caplog.at_level(logging.INFO, logger="speck_edge.realtime"):
+        assert not request_realtime("chip", 10, flat_out=True, set_scheduler=FakeScheduler(), current=lambda: 10)
+        assert not request_realtime("chip", 20, flat_out=False, set_scheduler=FakeScheduler(refuse=True),
+                                    current=lambda: 10)  # fmt: skip
+    flat, refused = (r.getMessage() for r in caplog.records)
+    assert "flat out" in flat and "SCHED_FIFO 10" in flat and caplog.records[0].levelno == logging.WARNING
+    assert "stays at SCHED_FIFO 10" in refused
+
+
 @pytest.mark.parametrize("priority", [-1, 100])
 def test_priorities_outside_1_to_99_are_refused(priority: int) -> None:
     with pytest.raises(ValueError, match="realtime_priority"):
