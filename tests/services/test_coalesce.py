@@ -54,6 +54,27 @@ def test_a_run_of_batches_becomes_one_keeping_the_oldest_origin() -> None:
     assert coalesce([]) == []
 
 
+def test_a_run_is_joined_up_to_the_record_cap_and_one_big_batch_stays_whole() -> None:
+    windows = _windows(synthetic_events(seed=3)[:6000])[:6]
+    parts = [_raw(w, seq) for seq, w in enumerate(windows)]
+    sizes = [len(w) for w in windows]
+    cap = sizes[0] + sizes[1] + sizes[2]  # the first three fit exactly, the fourth would not
+    out = coalesce(parts, max_records=cap)
+    assert isinstance(out[0], EventBatch) and len(out[0].events) == cap
+    assert all(isinstance(m, EventBatch) and len(m.events) <= cap for m in out)
+    np.testing.assert_array_equal(np.concatenate([m.events for m in out if isinstance(m, EventBatch)]),
+                                  np.concatenate(windows))  # fmt: skip
+    greedy: list[int] = []  # the runs, filled in order up to the cap
+    for n in sizes:
+        if greedy and greedy[-1] + n <= cap:
+            greedy[-1] += n
+        else:
+            greedy.append(n)
+    assert [len(m.events) for m in out if isinstance(m, EventBatch)] == greedy
+    assert coalesce(parts[:2], max_records=1) == parts[:2]  # each bigger than the cap: passed on whole
+    assert coalesce(parts) == coalesce(parts, max_records=sum(sizes))  # the default cap holds these six
+
+
 def test_runs_break_where_joining_would_change_the_meaning() -> None:
     w = _windows(synthetic_events(seed=2)[:4000])
     restarted = _raw(w[0], 3)  # event time goes back: the upstream restarted
