@@ -4,9 +4,9 @@ and readout under ``SCHED_FIFO``.
 Why: at 1× the pipeline needs about 0.6 of a core, yet under the normal scheduler a stage that its
 input wakes often waits behind another runnable process. Those waits make the tail of the wall
 latency. Under ``SCHED_FIFO`` a woken stage runs before any normal process. On the 2-vCPU bench
-machine, over four runs each, the p99 from the sensor to the prediction went from 6.7–11.2 ms to
-2.7–4.6 ms, and the p50 from 3.1–4.3 ms to 2.0–2.5 ms (``bench/pipeline.py``; the subscriber ran at
-the same priority).
+machine (a shared host: runs vary) the p99 from the sensor to the subscriber went from 6.7–11.2 ms
+over six runs to 2.7–7.2 ms (median 5.1) over nine, and the p50 from 3.1–4.8 ms to 2.0–2.7 ms
+(``bench/pipeline.py``; the subscriber ran at the same priority; README "Latency").
 
 Off by default, because it is a privilege and a risk:
 
