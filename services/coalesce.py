@@ -34,10 +34,11 @@ Batch = EventBatch | SpikeBatch
 
 MAX_JOINED_RECORDS: Final = 16_384
 """A run is joined up to this many events (spikes); the next batch starts a new run (one batch is
-never split). Beyond this size the per-message cost is already negligible, and bigger batches only
-cost memory. In lossless mode a stage finds up to eight full sensor batches queued (16 384 events
-each); joining them all made 131 k-event batches, whose transient arrays raised the five services'
-RSS from 337 to 385 MB at the same 1.1 M events/s (``bench/pipeline.py``, 40 s)."""
+never split). Beyond this size the per-message cost is already small, and bigger batches mostly cost
+memory. In lossless mode a stage finds up to eight full sensor batches queued (16 384 events each);
+joining them all made 131 k-event batches. ``bench/pipeline.py`` lossless on the 2-vCPU VM:
+the five services' RSS 333–345 MB with this cap, 372–422 MB without; throughput 1.06–1.27 M events/s
+with it over five runs, 1.15–1.32 without over six (the shared host varies by as much)."""
 
 
 def _joinable(a: Batch, b: Message) -> bool:
