@@ -20,6 +20,8 @@ from proto.topics import ENDPOINTS
 from services.realtime import check_priority
 
 ENV_PREFIX = "SPECK_EDGE__"
+LIVE_SCHEME = "dv://"
+"""A sensor source that starts with this is a live camera (dv-processing's NetworkWriter), not a file."""
 
 LOSSLESS_ENDPOINTS: Mapping[str, str] = {
     "sensor": "tcp://127.0.0.1:7721",
@@ -79,6 +81,11 @@ class SensorSettings:
     """Replay speed; 0 = as fast as possible."""
     loop: bool = True
     window_us: int = 1000
+
+    @property
+    def live(self) -> bool:
+        """A live camera: it paces itself, whatever ``speed`` says."""
+        return self.source.startswith(LIVE_SCHEME)
 
 
 @dataclass(frozen=True)

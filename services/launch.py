@@ -163,10 +163,8 @@ def go_realtime(name: str, settings: Settings) -> bool:
     """:func:`~services.realtime.request_realtime` for service ``name``. Call it after the start-up work
     (compiling, generating a recording: not at real-time priority) and before the first socket (ZeroMQ
     starts its I/O thread with the first socket, and that thread must inherit the policy)."""
-    from services.sources import LIVE_SCHEME
-
     p, s = settings.pipeline, settings.sensor
-    flat_out = p.lossless or (s.speed == 0 and not s.source.startswith(LIVE_SCHEME))  # a camera paces itself
+    flat_out = p.lossless or (s.speed == 0 and not s.live)
     return request_realtime(name, p.realtime_priority, flat_out=flat_out)
 
 

@@ -36,10 +36,11 @@ from proto.messages import EventBatch, Telemetry
 from proto.topics import find_topic
 from services import telemetry as tm
 from services.clock import Clock
+from services.config import LIVE_SCHEME
 from services.pacing import Pacer, Window, check_speed
 from services.realtime import current_priority
 from services.sockets import STOP_POLL_MS, send_frames, wait_for_subscriber
-from services.sources import LIVE_SCHEME, LiveSource, looped, parse_live
+from services.sources import LiveSource, looped, parse_live
 
 LATE_NS = 2_000_000
 """A batch published more than 2 ms after it was due counts as late."""

@@ -15,10 +15,10 @@ import numpy as np
 
 from emulator.io import Recording
 from proto.events import empty_events
+from services.config import LIVE_SCHEME
 from services.dvlive import LiveStream, WriterClosed, open_live
 from services.pacing import Window, split_windows, windows
 
-LIVE_SCHEME = "dv://"
 """Sources starting with this are live dv-processing NetworkWriter streams (dv://HOST:PORT)."""
 
 LIVE_POLL_S = 0.1
