@@ -60,7 +60,7 @@ def current_priority() -> int:
 
 def set_fifo(priority: int, set_scheduler: SetScheduler = os.sched_setscheduler) -> bool:
     """Put the calling thread under ``SCHED_FIFO`` at ``priority`` (1–99); False if the OS refuses."""
-    if not 1 <= check_priority(priority):
+    if check_priority(priority) == 0:
         raise ValueError("set_fifo needs a priority of 1-99, not 0")
     try:
         set_scheduler(0, os.SCHED_FIFO, os.sched_param(priority))
